@@ -1,0 +1,3 @@
+from data_manifest.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,23 @@
+"""Visual and audio encoders behind two registries (see `base.py`)."""
+
+from extract.encoders.base import (
+    AUDIO_ENCODERS,
+    VISUAL_ENCODERS,
+    known_audio_encoders,
+    known_visual_encoders,
+    load_audio_encoder,
+    load_visual_encoder,
+    register_audio_encoder,
+    register_visual_encoder,
+)
+
+__all__ = [
+    "AUDIO_ENCODERS",
+    "VISUAL_ENCODERS",
+    "known_audio_encoders",
+    "known_visual_encoders",
+    "load_audio_encoder",
+    "load_visual_encoder",
+    "register_audio_encoder",
+    "register_visual_encoder",
+]

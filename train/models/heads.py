@@ -1,0 +1,54 @@
+"""Heads and the frame-wise baseline model."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from train.models import register_model
+
+
+class MLPHead(nn.Module):
+    """Linear -> ReLU -> Dropout -> Linear, applied per frame: (B, T, F) -> (B, T, n_out)."""
+
+    def __init__(self, in_dim: int, n_out: int, hidden: int = 512, dropout: float = 0.1):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Linear(in_dim, hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, n_out)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+@register_model("frame_mlp")
+class FrameMLP(nn.Module):
+    """The baseline: each frame's CLS feature (optionally with audio) through an MLP, no time context."""
+
+    def __init__(
+        self,
+        *,
+        dims: dict[str, Any],
+        hidden: int = 512,
+        dropout: float = 0.1,
+        use_audio: bool = False,
+    ):
+        super().__init__()
+        self.use_audio = use_audio
+        in_dim = dims["cls"] + (dims["audio"] if use_audio else 0)
+        self.norm = nn.LayerNorm(in_dim)
+        self.head = MLPHead(in_dim, dims.get("n_aus", 12), hidden, dropout)
+
+    def forward_features(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        x = batch["cls"]  # (B, T, Dv)
+        if self.use_audio:
+            x = torch.cat([x, batch["audio"]], dim=-1)  # (B, T, Dv + Da)
+        return self.norm(x)
+
+    def forward_head(self, feats: torch.Tensor) -> torch.Tensor:
+        return self.head(feats)
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.forward_head(self.forward_features(batch))
