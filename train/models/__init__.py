@@ -3,6 +3,7 @@
 Every model is an `nn.Module` built by `build_model(spec, dims)` and called as
 `model(batch) -> logits (B, T, n_aus)`, split like timm into
 `forward_features(batch) -> (B, T, F)` and `forward_head(features) -> (B, T, n_aus)`.
+`model.required_inputs` is the set of batch keys it reads (masks below are always optional).
 
 `batch` is a dict of tensors for windows of T frames (keys present only when the
 recipe reads them):
@@ -49,4 +50,4 @@ def build_model(spec: dict[str, Any], dims: dict[str, Any]) -> nn.Module:
 
 def _import_all() -> None:
     """Importing the model modules fills the registry."""
-    from train.models import heads  # noqa: F401
+    from train.models import heads, systems  # noqa: F401

@@ -37,6 +37,7 @@ class FrameMLP(nn.Module):
     ):
         super().__init__()
         self.use_audio = use_audio
+        self.required_inputs = {"cls", "audio"} if use_audio else {"cls"}
         in_dim = dims["cls"] + (dims["audio"] if use_audio else 0)
         self.norm = nn.LayerNorm(in_dim)
         self.head = MLPHead(in_dim, dims.get("n_aus", 12), hidden, dropout)

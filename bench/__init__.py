@@ -1,0 +1,1 @@
+"""Benchmarks and the demo; each module runs with `python -m bench.<name>`."""

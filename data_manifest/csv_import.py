@@ -1,0 +1,107 @@
+"""A manifest from a plain table, for datasets that are not laid out like Aff-Wild2.
+
+The table has the header `track_id,video,split` and optionally `labels` (an ABAW-format
+annotation file), `frames_dir` and `side`. Relative paths are taken from the table's folder.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+
+import pandas as pd
+
+from data_manifest.annotations import AnnotationError, parse_annotation_file
+from data_manifest.cli_support import UserError
+from data_manifest.frames_dir import count_frames
+from data_manifest.manifest import SIDES, SPLITS, make_manifest
+from data_manifest.video_probe import VideoProbeError, probe_counts
+
+REQUIRED = ("track_id", "video", "split")
+OPTIONAL = ("labels", "frames_dir", "side")
+SPLIT_ALIASES = {"validation": "val", "valid": "val", "training": "train"}
+
+
+def _resolve(base: Path, value: str) -> str:
+    if not value:
+        return ""
+    p = Path(value).expanduser()
+    return str((p if p.is_absolute() else base / p).resolve())
+
+
+def build_csv_manifest(table: str | os.PathLike, probe: bool = True) -> pd.DataFrame:
+    """Rows of `table` -> manifest; a malformed table is a UserError naming the file and line."""
+    table = Path(table)
+    if not table.is_file():
+        raise UserError(f"{table}: table not found")
+    base = table.resolve().parent
+    with table.open(newline="", encoding="utf-8-sig") as fh:
+        reader = csv.DictReader(fh)
+        header = [h.strip() for h in (reader.fieldnames or [])]
+        missing = [c for c in REQUIRED if c not in header]
+        if missing:
+            raise UserError(f"{table}:1: header {header} lacks {missing}; needs {list(REQUIRED)}")
+        unknown = [c for c in header if c not in REQUIRED + OPTIONAL]
+        if unknown:
+            raise UserError(
+                f"{table}:1: unknown column(s) {unknown}; allowed {list(REQUIRED + OPTIONAL)}"
+            )
+        rows, seen = [], {}
+        for lineno, raw in enumerate(reader, start=2):
+            rec = {k.strip(): (v or "").strip() for k, v in raw.items() if k is not None}
+            tid = rec["track_id"]
+            if not tid:
+                raise UserError(f"{table}:{lineno}: empty track_id")
+            if tid in seen:
+                raise UserError(f"{table}:{lineno}: track_id {tid!r} already on line {seen[tid]}")
+            seen[tid] = lineno
+            split = SPLIT_ALIASES.get(rec["split"].lower(), rec["split"].lower())
+            if split not in SPLITS:
+                raise UserError(
+                    f"{table}:{lineno}: split {rec['split']!r}, expected one of {SPLITS}"
+                )
+            side = (rec.get("side") or "none").lower()
+            if side not in SIDES:
+                raise UserError(f"{table}:{lineno}: side {rec['side']!r}, expected one of {SIDES}")
+            rows.append(_row(rec, tid, split, side, base, probe))
+    return make_manifest(rows)
+
+
+def _row(rec: dict, tid: str, split: str, side: str, base: Path, probe: bool) -> dict:
+    video = _resolve(base, rec["video"])
+    labels = _resolve(base, rec.get("labels", ""))
+    frames_dir = _resolve(base, rec.get("frames_dir", ""))
+    status, errors = "ok", []
+    n_annotated, fps, n_frames = 0, float("nan"), -1
+    if labels:
+        try:
+            n_annotated = int((parse_annotation_file(labels) != -1).any(1).sum())
+        except AnnotationError as exc:
+            status = "bad_labels"
+            errors.append(str(exc))
+    if not video or not Path(video).is_file():
+        status = "missing_video" if status == "ok" else status
+        errors.append(f"video not found: {video or '(empty)'}")
+    elif probe:
+        try:
+            counts = probe_counts(video)
+            fps, n_frames = counts.fps, counts.n_frames
+        except VideoProbeError as exc:
+            status = "bad_video" if status == "ok" else status
+            errors.append(str(exc))
+    return {
+        "track_id": tid,
+        "video_id": Path(video).stem if video else tid,
+        "split": split,
+        "video": video,
+        "frames_dir": frames_dir,
+        "side": side,
+        "labels": labels,
+        "n_annotated": n_annotated,
+        "n_valid": count_frames(frames_dir) if frames_dir else -1,
+        "fps": fps,
+        "n_frames": n_frames,
+        "status": status,
+        "error": "; ".join(errors),
+    }

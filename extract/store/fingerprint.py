@@ -1,0 +1,112 @@
+"""Fingerprints: a stable hash of everything that changes the numbers, and which fields differ.
+
+A fingerprint is computed from a flat-or-nested mapping of JSON-able fields (model id, revision,
+crop size, token dtype, ...). Keys are sorted and numbers normalised, so the same fields always
+give the same hash on every machine and Python version.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Mapping
+from typing import Any
+
+_MISSING = "<missing>"
+
+
+class FingerprintMismatch(ValueError):
+    """Two fingerprints of one group differ; `.fields` names the fields that differ."""
+
+    def __init__(self, message: str, fields: list[str] | None = None):
+        super().__init__(message)
+        self.fields = list(fields or [])
+
+
+def canonical(value: Any) -> Any:
+    """JSON-able, order-independent form of `value` (tuples -> lists, numpy scalars -> Python)."""
+    if isinstance(value, Mapping):
+        return {str(k): canonical(v) for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))}
+    if isinstance(value, (list, tuple)):
+        return [canonical(v) for v in value]
+    if hasattr(value, "tolist") and not isinstance(value, (str, bytes)):
+        return canonical(value.tolist())  # numpy scalars and arrays
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return value
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        if math.isfinite(value) and value == int(value) and abs(value) < 2**53:
+            return int(value)  # 224.0 and 224 are the same setting
+        return repr(value) if not math.isfinite(value) else value
+    raise TypeError(f"fingerprint field value {value!r} ({type(value).__name__}) is not JSON-able")
+
+
+def fingerprint_of(fields: Mapping[str, Any]) -> str:
+    """Stable 16-hex-digit hash of `fields`."""
+    text = json.dumps(canonical(fields), sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def _flatten(value: Any, prefix: str, out: dict[str, Any]) -> None:
+    if isinstance(value, Mapping) and value:
+        for k, v in value.items():
+            _flatten(v, f"{prefix}.{k}" if prefix else str(k), out)
+    else:
+        out[prefix] = value
+
+
+def diff_fields(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[str]:
+    """Dotted names of the fields whose values differ between `a` and `b` (sorted)."""
+    fa: dict[str, Any] = {}
+    fb: dict[str, Any] = {}
+    _flatten(canonical(a), "", fa)
+    _flatten(canonical(b), "", fb)
+    return sorted(k for k in set(fa) | set(fb) if fa.get(k, _MISSING) != fb.get(k, _MISSING))
+
+
+def describe_diff(
+    a: Mapping[str, Any], b: Mapping[str, Any], names: tuple[str, str] = ("a", "b")
+) -> str:
+    """One line per differing field: `crop_size: a=224, b=112`."""
+    fa: dict[str, Any] = {}
+    fb: dict[str, Any] = {}
+    _flatten(canonical(a), "", fa)
+    _flatten(canonical(b), "", fb)
+    parts = []
+    for key in diff_fields(a, b):
+        parts.append(
+            f"{key}: {names[0]}={fa.get(key, _MISSING)!r}, {names[1]}={fb.get(key, _MISSING)!r}"
+        )
+    return "; ".join(parts)
+
+
+def group_entry(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """What the store keeps per group: {"fingerprint": ..., "fields": ...}."""
+    fields = canonical(fields)
+    return {"fingerprint": fingerprint_of(fields), "fields": fields}
+
+
+def store_fingerprint(groups: Mapping[str, Mapping[str, Any]]) -> str:
+    """Fingerprint of a whole store: the hash of its groups' fingerprints."""
+    return fingerprint_of({name: entry["fingerprint"] for name, entry in groups.items()})
+
+
+def check_same_group(
+    name: str,
+    expected: Mapping[str, Any],
+    found: Mapping[str, Any],
+    where: tuple[str, str] = ("store", "new"),
+) -> None:
+    """Raise FingerprintMismatch naming the differing fields if two group entries differ."""
+    if expected.get("fingerprint") == found.get("fingerprint"):
+        return
+    ef, ff = expected.get("fields", {}), found.get("fields", {})
+    fields = diff_fields(ef, ff)
+    detail = describe_diff(ef, ff, where) if fields else "fingerprints differ (fields unknown)"
+    raise FingerprintMismatch(
+        f"group {name!r}: {where[0]} fingerprint {expected.get('fingerprint')} != "
+        f"{where[1]} fingerprint {found.get('fingerprint')}; differing fields: {detail}",
+        fields,
+    )

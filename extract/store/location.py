@@ -1,0 +1,137 @@
+"""Where a store lives: a local folder or any fsspec URL (s3://, gs://, file://, memory://).
+
+Zarr reads and writes the arrays; the few file-level operations the store needs beyond that
+(list tracks, read or replace one metadata file, copy or delete a track's files, sizes) go
+through the fsspec filesystem here, so the writer, reader, verify and merge share one code path.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class StoreNotFound(FileNotFoundError):
+    """No store at the given location."""
+
+
+def _is_local(url: str) -> bool:
+    return "://" not in url or url.startswith("file://")
+
+
+@dataclass
+class StoreLocation:
+    """A store's URL plus the fsspec options needed to reach it."""
+
+    url: str  # local path or fsspec URL
+    storage_options: dict[str, Any] = field(
+        default_factory=dict
+    )  # passed to fsspec (endpoint, keys)
+
+    def __post_init__(self) -> None:
+        import fsspec
+
+        self.url = str(self.url).rstrip("/")
+        self.local = _is_local(self.url)
+        if self.local:
+            path = self.url[len("file://") :] if self.url.startswith("file://") else self.url
+            self.root = os.path.abspath(os.path.expanduser(path))
+            self.fs = fsspec.filesystem("file")
+        else:
+            self.fs, self.root = fsspec.core.url_to_fs(self.url, **self.storage_options)
+            self.root = self.root.rstrip("/")
+
+    def __str__(self) -> str:
+        return self.url
+
+    def zarr_store(self, read_only: bool):
+        """The zarr Store for this location."""
+        import zarr.storage
+
+        if self.local:
+            if not read_only:
+                os.makedirs(self.root, exist_ok=True)
+            return zarr.storage.LocalStore(self.root, read_only=read_only)
+        return zarr.storage.FsspecStore.from_url(
+            self.url, storage_options=self.storage_options or None, read_only=read_only
+        )
+
+    def path(self, key: str) -> str:
+        return f"{self.root}/{key}" if key else self.root
+
+    def refresh(self) -> None:
+        """Forget cached listings (object-store filesystems cache directory listings)."""
+        self.fs.invalidate_cache()
+
+    def exists(self, key: str) -> bool:
+        return bool(self.fs.exists(self.path(key)))
+
+    def read_bytes(self, key: str) -> bytes:
+        return self.fs.cat_file(self.path(key))
+
+    def read_json(self, key: str) -> dict | None:
+        """Parsed JSON of `key`, or None when it does not exist."""
+        try:
+            data = self.read_bytes(key)
+        except FileNotFoundError:
+            return None
+        return json.loads(data)
+
+    def write_bytes(self, key: str, data: bytes) -> None:
+        """Replace `key` whole: a reader sees the old or the new content, never a part."""
+        target = self.path(key)
+        if self.local:
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=os.path.dirname(target), prefix=".tmp-")
+            try:
+                with os.fdopen(fd, "wb") as f:
+                    f.write(data)
+                os.replace(tmp, target)
+            finally:
+                if os.path.exists(tmp):
+                    os.unlink(tmp)
+        else:
+            self.fs.pipe_file(target, data)  # object stores replace objects atomically
+
+    def write_json(self, key: str, obj: dict) -> None:
+        self.write_bytes(key, json.dumps(obj, indent=2, sort_keys=False).encode("utf-8"))
+
+    def list_dirs(self, key: str) -> list[str]:
+        """Names of the sub-folders (or common prefixes) directly under `key`."""
+        try:
+            entries = self.fs.ls(self.path(key), detail=True)
+        except FileNotFoundError:
+            return []
+        names = []
+        for e in entries:
+            if e.get("type") == "directory":
+                names.append(e["name"].rstrip("/").rsplit("/", 1)[-1])
+        return sorted(names)
+
+    def files(self, key: str) -> dict[str, int]:
+        """{key relative to the store root: size in bytes} of every file under `key`."""
+        base = self.path(key)
+        try:
+            found = self.fs.find(base, detail=True)
+        except FileNotFoundError:
+            return {}
+        prefix = self.root + "/"
+        out = {}
+        for name, info in found.items():
+            name = name if not self.local else os.path.abspath(name)
+            rel = name[len(prefix) :] if name.startswith(prefix) else name
+            base = rel.rsplit("/", 1)[-1]
+            if base.startswith(".tmp-") or base.endswith(".partial"):
+                continue  # an unfinished atomic write (ours, or zarr's) of another process
+            out[rel] = int(info.get("size") or 0)
+        return out
+
+    def delete(self, key: str) -> None:
+        """Delete everything under `key` (a missing key is fine)."""
+        target = self.path(key)
+        if self.fs.exists(target):
+            self.fs.rm(target, recursive=True)
+        self.refresh()

@@ -1,0 +1,102 @@
+"""How patch tokens are stored: fp16, or int8 with one scale per token; optionally pooled.
+
+int8: each token (a D-vector at one grid cell of one frame) is divided by its own scale
+`max|x| / 127` and rounded, so the error on any value is at most `scale / 2 = max|x| / 254` of
+that token. Scales are float32 so they add no error of their own worth speaking of.
+Pooling averages the patch grid in square blocks (16x16 -> 8x8 averages 2x2 cells), before
+quantising, which cuts storage by the square of the factor.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+TOKEN_KINDS = ("fp16", "int8")
+INT8_MAX = 127
+
+
+@dataclass(frozen=True)
+class TokenStorage:
+    """Storage option for patch tokens (T, h, w, D)."""
+
+    kind: str = "fp16"  # "fp16" or "int8" (int8 adds a float32 scale per token)
+    pool: int | None = None  # side of the stored grid after average pooling (None: keep h x w)
+
+    def __post_init__(self) -> None:
+        if self.kind not in TOKEN_KINDS:
+            raise ValueError(f"token storage kind {self.kind!r} is not one of {TOKEN_KINDS}")
+        if self.pool is not None and int(self.pool) < 1:
+            raise ValueError(f"token pool {self.pool!r} must be a positive grid side or None")
+
+    @property
+    def dtype(self) -> str:
+        return "int8" if self.kind == "int8" else "float16"
+
+    def fingerprint_fields(self) -> dict:
+        """Fields to include in the group fingerprint (token dtype and pooling change the numbers)."""
+        return {"token_kind": self.kind, "token_pool": self.pool}
+
+    def to_attrs(self, grid: tuple[int, int]) -> dict:
+        return {**asdict(self), "source_grid": list(grid)}
+
+    @classmethod
+    def from_attrs(cls, attrs: dict) -> TokenStorage:
+        return cls(kind=attrs["kind"], pool=attrs.get("pool"))
+
+    def stored_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+        """(T, h, w, D) -> the shape kept in the store."""
+        if len(shape) != 4:
+            raise ValueError(f"patch tokens must be (T, h, w, D), got shape {tuple(shape)}")
+        t, h, w, d = shape
+        if self.pool is None:
+            return (t, h, w, d)
+        p = int(self.pool)
+        if h % p or w % p:
+            raise ValueError(f"patch grid {h}x{w} cannot be pooled to {p}x{p} (not a divisor)")
+        return (t, p, p, d)
+
+    def encode(self, tokens: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """(n, h, w, D) float -> (stored tokens, per-token scale (n, h', w') float32 or None)."""
+        x = np.asarray(tokens)
+        if self.pool is not None:
+            x = pool_grid(x, int(self.pool))
+        if self.kind == "fp16":
+            return x.astype(np.float16), None
+        return quantize_int8(x)
+
+    @staticmethod
+    def decode(stored: np.ndarray, scale: np.ndarray | None) -> np.ndarray:
+        """Stored tokens -> float32 (int8 tokens are multiplied back by their scale)."""
+        if scale is None:
+            return np.asarray(stored, dtype=np.float32)
+        return dequantize_int8(stored, scale)
+
+
+def pool_grid(tokens: np.ndarray, side: int) -> np.ndarray:
+    """Average-pool the grid of (n, h, w, D) tokens to (n, side, side, D), in float32."""
+    n, h, w, d = tokens.shape
+    if h % side or w % side:
+        raise ValueError(f"patch grid {h}x{w} cannot be pooled to {side}x{side} (not a divisor)")
+    fh, fw = h // side, w // side
+    x = np.asarray(tokens, dtype=np.float32).reshape(
+        n, side, fh, side, fw, d
+    )  # (n, s, fh, s, fw, D)
+    return x.mean(axis=(2, 4))  # (n, side, side, D)
+
+
+def quantize_int8(tokens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(..., D) float -> (int8 (..., D), float32 scale (...)) with |x - q * s| <= s / 2."""
+    x = np.asarray(tokens, dtype=np.float32)
+    if not np.isfinite(x).all():
+        raise ValueError("cannot quantise non-finite token values to int8")
+    scale = np.abs(x).max(axis=-1) / INT8_MAX  # (...)
+    safe = np.where(scale > 0, scale, 1.0).astype(np.float32)
+    q = np.clip(np.rint(x / safe[..., None]), -INT8_MAX, INT8_MAX).astype(np.int8)  # (..., D)
+    return q, scale.astype(np.float32)
+
+
+def dequantize_int8(q: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """int8 (..., D) and scale (...) -> float32 (..., D)."""
+    return q.astype(np.float32) * np.asarray(scale, dtype=np.float32)[..., None]

@@ -1,0 +1,277 @@
+"""Reading a store, locally or through any fsspec URL: complete tracks, cheap window reads.
+
+Only tracks whose status is complete are listed; a window read `read(tid, name, a, b)` fetches
+just the chunks covering frames a..b (sharded arrays are read by byte range). Consolidated
+metadata, when present, saves one request per track; tracks written after the last
+`consolidate` are still found by listing.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import numpy as np
+
+from extract.store.fingerprint import FingerprintMismatch, check_same_group
+from extract.store.location import StoreLocation, StoreNotFound
+from extract.store.quantize import TokenStorage
+from extract.store.schema import (
+    SCALE_SUFFIX,
+    STATUS_ATTR,
+    STATUS_COMPLETE,
+    TRACKS,
+    check_track_id,
+    group_of,
+    scale_path,
+)
+from extract.store.writer import ROOT_META, check_schema
+
+
+class GroupMissing(LookupError):
+    """A group the caller needs is absent from the store or from one of its tracks."""
+
+
+class StoreReader:
+    """Read-only view of a store at a local path or fsspec URL."""
+
+    def __init__(
+        self,
+        url: str,
+        cache: bool | int = False,
+        storage_options: Mapping[str, Any] | None = None,
+        consolidated: bool | None = None,
+    ):
+        """`cache`: keep whole arrays in memory after their first read (True, or a byte budget).
+        `consolidated`: use consolidated metadata (None: when present)."""
+        self.location = StoreLocation(str(url), dict(storage_options or {}))
+        self.url = self.location.url
+        meta = self.location.read_json(ROOT_META)
+        if meta is None:
+            raise StoreNotFound(f"no auwild store at {self.url} (no {ROOT_META})")
+        self.attrs: dict = dict(meta.get("attributes", {}))
+        check_schema(self.attrs, self.url)
+        self.store = self.location.zarr_store(read_only=True)
+        cm = meta.get("consolidated_metadata") if consolidated is not False else None
+        self._consolidated: dict = dict((cm or {}).get("metadata", {}))
+        self._use_consolidated = bool(self._consolidated)
+        self._track_meta: dict[str, dict] = {}
+        self._track_groups: dict[str, Any] = {}
+        self._array_cache: dict[tuple[str, str], Any] = {}
+        self._listing: list[str] | None = None
+        self._root_group = None
+        self._cache_budget = None if cache is True else (int(cache) if cache else 0)
+        self._mem: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
+        self._mem_bytes = 0
+        self._lock = threading.Lock()
+
+    # ---------------------------------------------------------------- store level
+    @property
+    def groups(self) -> dict:
+        """{group name: {"fingerprint", "fields"}} registered at the root."""
+        return dict(self.attrs.get("groups", {}))
+
+    @property
+    def fingerprint(self) -> str | None:
+        return self.attrs.get("fingerprint")
+
+    def refresh(self) -> None:
+        """Forget listings and metadata (to see tracks written since this reader opened)."""
+        self.location.refresh()
+        self._listing = None
+        self._track_meta.clear()
+        self._track_groups.clear()
+        self._array_cache.clear()
+        self._consolidated = {}
+        self._use_consolidated = False
+        self._root_group = None
+
+    def _all_track_ids(self) -> list[str]:
+        if self._listing is None:
+            self._listing = [t for t in self.location.list_dirs(TRACKS) if not t.startswith(".")]
+        return self._listing
+
+    def _meta(self, tid: str) -> dict:
+        """Track group metadata: from consolidated metadata when complete there, else its zarr.json."""
+        if tid not in self._track_meta:
+            meta = self._consolidated.get(f"{TRACKS}/{tid}")
+            if not meta or meta.get("attributes", {}).get(STATUS_ATTR) != STATUS_COMPLETE:
+                try:
+                    meta = self.location.read_json(f"{TRACKS}/{tid}/{ROOT_META}") or {}
+                except ValueError:  # a metadata file cut short by a crash: not complete
+                    meta = {}
+                self._track_meta[tid] = {"meta": meta, "consolidated": False}
+            else:
+                self._track_meta[tid] = {"meta": meta, "consolidated": True}
+        return self._track_meta[tid]["meta"]
+
+    def _status(self, tid: str) -> str | None:
+        return self._meta(tid).get("attributes", {}).get(STATUS_ATTR)
+
+    def tracks(self) -> list[str]:
+        """Sorted ids of the complete tracks."""
+        return [t for t in self._all_track_ids() if self._status(t) == STATUS_COMPLETE]
+
+    def incomplete_tracks(self) -> list[str]:
+        """Sorted ids of tracks present but not complete (being written, or left by a crash)."""
+        return [t for t in self._all_track_ids() if self._status(t) != STATUS_COMPLETE]
+
+    def _check(self, tid: str) -> None:
+        check_track_id(tid)
+        if self._status(tid) != STATUS_COMPLETE:
+            raise KeyError(f"track {tid!r} is not a complete track of {self.url}")
+
+    # ---------------------------------------------------------------- track level
+    def track_attrs(self, tid: str) -> dict:
+        """The track's attributes (n_frames, fps, source, groups, status, ...)."""
+        self._check(tid)
+        return dict(self._meta(tid).get("attributes", {}))
+
+    def n_frames(self, tid: str) -> int:
+        return int(self.track_attrs(tid)["n_frames"])
+
+    def _group(self, tid: str):
+        import zarr
+
+        if tid not in self._track_groups:
+            self._check(tid)
+            path = f"{TRACKS}/{tid}"
+            if self._track_meta[tid]["consolidated"]:
+                if self._root_group is None:
+                    self._root_group = zarr.open_group(self.store, mode="r", use_consolidated=True)
+                self._track_groups[tid] = self._root_group[path]
+            else:
+                self._track_groups[tid] = zarr.open_group(
+                    self.store, path=path, mode="r", use_consolidated=False
+                )
+        return self._track_groups[tid]
+
+    def _all_arrays(self, tid: str) -> dict[str, Any]:
+        import zarr
+
+        key = (tid, "")
+        if key not in self._array_cache:
+            found = {}
+            for name, node in self._group(tid).members(max_depth=None):
+                if isinstance(node, zarr.Array):
+                    found[name] = node
+            self._array_cache[key] = found
+        return self._array_cache[key]
+
+    def arrays(self, tid: str) -> list[str]:
+        """Array paths of the track's complete groups (scale arrays of int8 tokens left out)."""
+        done = set(self.track_attrs(tid).get("groups", {}))
+        out = []
+        for name in self._all_arrays(tid):
+            if name.endswith(SCALE_SUFFIX):
+                continue
+            grp = group_of(name)
+            if grp is None or grp in done:
+                out.append(name)
+        return sorted(out)
+
+    def array(self, tid: str, name: str):
+        """The zarr.Array of `name` in track `tid` (stored values: int8 tokens stay int8)."""
+        arrays = self._all_arrays(tid)
+        if name not in arrays:
+            raise KeyError(
+                f"track {tid!r} of {self.url} has no array {name!r} (it has {sorted(arrays)})"
+            )
+        return arrays[name]
+
+    def shape(self, tid: str, name: str) -> tuple[int, ...]:
+        return tuple(self.array(tid, name).shape)
+
+    def dtype(self, tid: str, name: str) -> np.dtype:
+        return np.dtype(self.array(tid, name).dtype)
+
+    def token_storage(self, tid: str, name: str) -> TokenStorage | None:
+        """How patch tokens `name` are stored (None for plain arrays)."""
+        key = (tid, "storage:" + name)
+        if key not in self._array_cache:
+            attrs = self.array(tid, name).attrs.get("token_storage")
+            self._array_cache[key] = None if attrs is None else TokenStorage.from_attrs(dict(attrs))
+        return self._array_cache[key]
+
+    def _raw(self, tid: str, name: str, start: int, stop: int) -> np.ndarray:
+        arr = self.array(tid, name)
+        if self._cache_budget == 0:
+            return arr[start:stop]
+        key = (tid, name)
+        with self._lock:
+            full = self._mem.get(key)
+            if full is not None:
+                self._mem.move_to_end(key)
+        if full is None:
+            full = arr[:]
+            with self._lock:
+                self._mem[key] = full
+                self._mem_bytes += full.nbytes
+                while (
+                    self._cache_budget is not None
+                    and self._mem_bytes > self._cache_budget
+                    and len(self._mem) > 1
+                ):
+                    _, old = self._mem.popitem(last=False)
+                    self._mem_bytes -= old.nbytes
+        return full[start:stop]
+
+    def read(
+        self, tid: str, name: str, start: int = 0, stop: int | None = None, dequantize: bool = True
+    ) -> np.ndarray:
+        """Frames start..stop of array `name` of track `tid` (int8 tokens -> float32 unless dequantize=False)."""
+        n = self.shape(tid, name)[0]
+        stop = n if stop is None else min(int(stop), n)
+        start = max(0, int(start))
+        values = self._raw(tid, name, start, stop)
+        storage = self.token_storage(tid, name)
+        if storage is not None and storage.kind == "int8" and dequantize:
+            scale = self._raw(tid, scale_path(name), start, stop)
+            return TokenStorage.decode(values, scale)
+        return values
+
+    def read_window(
+        self, tid: str, names: Iterable[str], start: int = 0, stop: int | None = None
+    ) -> dict[str, np.ndarray]:
+        """{name: frames start..stop} for several arrays of one track (int8 tokens as float32)."""
+        return {name: self.read(tid, name, start, stop) for name in names}
+
+    def read_scale(
+        self, tid: str, name: str, start: int = 0, stop: int | None = None
+    ) -> np.ndarray:
+        """Per-token scales (n, h, w) float32 of int8 tokens `name`."""
+        return self._raw(
+            tid, scale_path(name), start, self.shape(tid, name)[0] if stop is None else stop
+        )
+
+    # ---------------------------------------------------------------- fingerprints
+    def require_groups(
+        self, names: Iterable[str], tracks: Iterable[str] | None = None
+    ) -> dict[str, str]:
+        """Check that the groups of `names` (group names or array paths) agree everywhere.
+
+        Every listed (default: every complete) track must hold each group complete with the
+        root's fingerprint; raises FingerprintMismatch naming the differing fields, or
+        GroupMissing. Returns {group: fingerprint}.
+        """
+        wanted = []
+        for n in names:
+            grp = n if n in self.groups else group_of(n)
+            if grp is not None and grp not in wanted:
+                wanted.append(grp)
+        root = self.groups
+        for grp in wanted:
+            if grp not in root:
+                raise GroupMissing(f"{self.url} has no group {grp!r} (it has {sorted(root)})")
+        for tid in self.tracks() if tracks is None else list(tracks):
+            tgroups = self.track_attrs(tid).get("groups", {})
+            for grp in wanted:
+                if grp not in tgroups:
+                    raise GroupMissing(f"track {tid!r} of {self.url} has no complete group {grp!r}")
+                try:
+                    check_same_group(grp, root[grp], tgroups[grp], ("store", f"track {tid}"))
+                except FingerprintMismatch as exc:
+                    raise FingerprintMismatch(f"{self.url}: {exc}", exc.fields) from None
+        return {grp: root[grp]["fingerprint"] for grp in wanted}

@@ -1,0 +1,134 @@
+"""The store's layout in one place: schema version, array paths, group names and track-id rules.
+
+Everything that turns a name into a path inside the store goes through here, so a track id that
+would escape its folder or confuse an object store is refused before anything is written.
+"""
+
+from __future__ import annotations
+
+import re
+
+SCHEMA_VERSION = 1  # bump when the layout or the meaning of an array changes
+
+TRACKS = "tracks"  # group holding one sub-group per track
+STATUS_ATTR = "status"  # track attribute written last
+STATUS_COMPLETE = "complete"
+STATUS_WRITING = "writing"
+
+# Array paths inside tracks/<track_id>/ (the contract in DESIGN.md, "The store contract").
+TIME = "time"  # (T,) float64 seconds from container PTS
+FACE_VALID = "face/valid"  # (T,) bool
+FACE_BOX = "face/box"  # (T, 4) float32 source pixels
+FACE_LANDMARKS = "face/landmarks"  # (T, 68, 2) float32 source pixels
+FACE_ALIGN = "face/align"  # (T, 2, 3) float32 source -> crop affine
+FACE_ROIS = "face/rois"  # (T, R, 4) float32 crop coords in [0, 1]
+AUDIO_VALID = "audio/valid"  # (T,) bool
+SCALE_SUFFIX = "_scale"  # int8 tokens keep their per-token scale in <name>_scale
+
+FACE_GROUP = "face"
+AUDIO_VALID_GROUP = "audio"
+
+
+def visual_group(enc: str) -> str:
+    """Group name of a visual encoder's arrays."""
+    return f"visual/{enc}"
+
+
+def visual_cls(enc: str) -> str:
+    return f"visual/{enc}/cls"  # (T, D) float16
+
+
+def visual_patch(enc: str) -> str:
+    return f"visual/{enc}/patch"  # (T, h, w, D) float16 or int8 (+ patch_scale (T, h, w))
+
+
+def audio_group(enc: str) -> str:
+    """Group name of an audio encoder's array (one array per encoder)."""
+    return f"audio/{enc}"
+
+
+def audio_features(enc: str) -> str:
+    return f"audio/{enc}"  # (T, D) float16 pooled onto video frame times
+
+
+def scale_path(name: str) -> str:
+    """Path of the per-token scale array that goes with an int8 token array."""
+    return name + SCALE_SUFFIX
+
+
+def group_of(array_path: str) -> str | None:
+    """The fingerprinted group an array belongs to (None for the track-level `time`).
+
+    `face/*` -> "face", `visual/<enc>/*` -> "visual/<enc>", `audio/valid` -> "audio",
+    `audio/<enc>` -> "audio/<enc>", anything else -> its first path component.
+    """
+    parts = array_path.split("/")
+    if array_path == TIME:
+        return None
+    if parts[0] == "visual" and len(parts) >= 3:
+        return "/".join(parts[:2])
+    if parts[0] == "audio":
+        if array_path == AUDIO_VALID:
+            return AUDIO_VALID_GROUP
+        base = parts[1] if len(parts) > 1 else ""
+        if base.endswith(SCALE_SUFFIX):
+            base = base[: -len(SCALE_SUFFIX)]
+        return f"audio/{base}"
+    return parts[0]
+
+
+def track_path(track_id: str) -> str:
+    """Path of a track's group, relative to the store root."""
+    return f"{TRACKS}/{check_track_id(track_id)}"
+
+
+class InvalidTrackId(ValueError):
+    """A track id that cannot safely become a path in a filesystem or object store."""
+
+
+# Letters, digits and `_ - . + =` only: safe on POSIX, Windows, S3 and GCS keys and in URLs.
+_SAFE = re.compile(r"[A-Za-z0-9_.+=-]+")
+_MAX_LEN = 200  # leaves room for array paths under the 255-byte limit of most filesystems
+_WINDOWS_RESERVED = {"CON", "PRN", "AUX", "NUL"} | {
+    f"{p}{i}" for p in ("COM", "LPT") for i in range(1, 10)
+}
+
+
+def check_track_id(track_id: object, row: object | None = None) -> str:
+    """Return `track_id` if it is safe as a store path; raise InvalidTrackId naming the row if given.
+
+    Refused: empty ids, path separators, `.`/`..`, leading dots or dashes, whitespace, control
+    characters, anything outside `[A-Za-z0-9_.+=-]`, Windows device names and ids over 200 chars.
+    """
+    where = f" (manifest row {row})" if row is not None else ""
+    if not isinstance(track_id, str):
+        raise InvalidTrackId(f"track id {track_id!r}{where} is not a string")
+    reason = _why_unsafe(track_id)
+    if reason:
+        raise InvalidTrackId(f"track id {track_id!r}{where} cannot be a store path: {reason}")
+    return track_id
+
+
+def _why_unsafe(tid: str) -> str:
+    if not tid:
+        return "it is empty"
+    if tid in (".", "..") or ".." in tid:
+        return "it contains '..'"
+    if "/" in tid or "\\" in tid:
+        return "it contains a path separator"
+    if len(tid) > _MAX_LEN:
+        return f"it is longer than {_MAX_LEN} characters"
+    if tid[0] in ".-":
+        return "it starts with '.' or '-'"
+    if tid.endswith("."):
+        return "it ends with '.'"
+    bad = sorted({c for c in tid if not _SAFE.fullmatch(c)})
+    if bad:
+        return (
+            "it contains "
+            + ", ".join(repr(c) for c in bad)
+            + " (allowed: letters, digits, _ - . + =)"
+        )
+    if tid.split(".")[0].upper() in _WINDOWS_RESERVED:
+        return "it is a reserved device name on Windows"
+    return ""

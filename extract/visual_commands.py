@@ -1,0 +1,76 @@
+"""`auwild-extract tiny-models` and `auwild-extract draw-regions`: thin wrappers over the library."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from collections.abc import Callable
+
+from data_manifest.cli_support import UserError
+
+
+def _tiny_models(args: argparse.Namespace) -> int:
+    from extract.tiny_models import TINY_NAMES, write_tiny_models
+
+    names = tuple(args.only) if args.only else TINY_NAMES
+    paths = write_tiny_models(args.out, names)
+    print(json.dumps(paths, indent=2))
+    return 0
+
+
+def _draw_regions(args: argparse.Namespace) -> int:
+    from extract.regions import draw_regions, mean_face_image
+
+    if args.image is None:
+        image, landmarks = mean_face_image(args.size)
+    else:
+        image, landmarks = _aligned_image(args.image, args.size)
+    print(draw_regions(image, landmarks, args.out))
+    return 0
+
+
+def _aligned_image(path: str, size: int):
+    """An aligned face image (e.g. a cropped_aligned frame): landmarks from the template shape."""
+    import cv2
+    import numpy as np
+
+    from data_manifest.face_shape import MEAN_SHAPE_68
+
+    if not os.path.isfile(path):
+        raise UserError(f"image not found: {path}")
+    bgr = cv2.imread(path, cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise UserError(f"cannot read image {path}")
+    rgb = cv2.cvtColor(
+        cv2.resize(bgr, (size, size), interpolation=cv2.INTER_CUBIC), cv2.COLOR_BGR2RGB
+    )
+    return rgb, (MEAN_SHAPE_68 * size).astype(np.float32)
+
+
+def register(subparsers, add_common_options: Callable[[argparse.ArgumentParser], None]) -> None:
+    p = subparsers.add_parser(
+        "tiny-models",
+        help="write tiny random DINOv2/ConvNeXt/WavLM/Whisper folders (demo and tests)",
+        description="Write tiny random models loadable by from_pretrained; prints name -> folder.",
+    )
+    p.add_argument("--out", required=True, help="folder to write the model folders into")
+    p.add_argument("--only", nargs="+", metavar="NAME", help="write only these models")
+    add_common_options(p)
+    p.set_defaults(func=_tiny_models)
+
+    p = subparsers.add_parser(
+        "draw-regions",
+        help="draw the AU regions on a face to a PNG",
+        description=(
+            "Draw the AU region boxes, their AUs and the landmarks on an aligned face image "
+            "(default: a drawn mean-shape face)."
+        ),
+    )
+    p.add_argument("--out", required=True, help="PNG file to write")
+    p.add_argument(
+        "--image", default=None, help="an aligned face crop (e.g. cropped_aligned/x/00001.jpg)"
+    )
+    p.add_argument("--size", type=int, default=512, help="drawing size in pixels")
+    add_common_options(p)
+    p.set_defaults(func=_draw_regions)

@@ -1,0 +1,212 @@
+"""The extraction job: resume, SIGKILL, shards, failures, adding an encoder."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from extract.cli import main as extract_main
+from extract.job.shard import Shard, parse_shard
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    """A small synthetic dataset, its manifest and tiny models, shared by the tests here."""
+    from data_manifest.cli import main as manifest_main
+    from extract.tiny_models import write_tiny_models
+
+    base = tmp_path_factory.mktemp("job")
+    data = base / "data"
+    assert (
+        manifest_main(
+            ["synth", "--out", str(data), "--tracks", "3", "--frames", "30", "--seed", "1"]
+        )
+        == 0
+    )
+    manifest = base / "manifest.parquet"
+    assert manifest_main(["affwild2", "--root", str(data), "--out", str(manifest)]) == 0
+    models = write_tiny_models(base / "models")
+    return {"base": base, "manifest": manifest, "models": models}
+
+
+def _args(world, store, *extra, audio="logmel", visual=True):
+    args = [
+        "run",
+        "--manifest",
+        str(world["manifest"]),
+        "--store",
+        str(store),
+        "--no-progress",
+        "--batch-size",
+        "8",
+        "--crop-size",
+        "56",
+    ]
+    if visual:
+        args += ["--visual", f"dinov2={world['models']['dinov2']}"]
+    if audio:
+        args += ["--audio", audio]
+    return args + list(extra)
+
+
+def _arrays(store) -> dict[str, np.ndarray]:
+    from extract.store import StoreReader
+
+    reader = StoreReader(str(store))
+    out = {}
+    for tid in reader.tracks():
+        for name in reader.arrays(tid):
+            out[f"{tid}/{name}"] = reader.read(tid, name)
+    return out
+
+
+def _assert_same_arrays(a, b):
+    assert sorted(a) == sorted(b)
+    for key in a:
+        np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+
+
+def _chunk_files(store: Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(store)): p.read_bytes()
+        for p in store.rglob("*")
+        if p.is_file() and p.name != "zarr.json"
+    }
+
+
+@pytest.fixture(scope="module")
+def reference_store(world):
+    store = world["base"] / "reference.zarr"
+    assert extract_main(_args(world, store)) == 0
+    return store
+
+
+def test_shard_partition_is_deterministic_and_complete():
+    ids = [f"video{i}_left" for i in range(50)] + [f"v{i}" for i in range(50)]
+    shards = [Shard(i, 3) for i in range(3)]
+    owners = [[s for s in shards if s.owns(t)] for t in ids]
+    assert all(len(o) == 1 for o in owners)
+    assert parse_shard("2/3") == Shard(2, 3)
+    assert parse_shard(None) == Shard(0, 1)
+
+
+def test_run_writes_every_track_and_second_run_skips(world, reference_store, capsys):
+    from extract.store import StoreReader
+
+    manifest = pd.read_parquet(world["manifest"])
+    usable = manifest[manifest["status"] == "ok"]
+    reader = StoreReader(str(reference_store))
+    assert sorted(reader.tracks()) == sorted(usable["track_id"])
+    for tid in reader.tracks():
+        n = reader.n_frames(tid)
+        assert reader.read(tid, "face/valid").shape == (n,)
+        assert reader.read(tid, "visual/dinov2/cls").shape[0] == n
+        assert reader.read(tid, "audio/logmel").shape == (n, 80)
+    before = _chunk_files(reference_store)
+    capsys.readouterr()
+    assert extract_main(_args(world, reference_store)) == 0
+    out = capsys.readouterr().out
+    assert re.search(rf"tracks skipped\s+{len(usable)}\n", out), out
+    assert re.search(r"tracks done\s+0\n", out), out
+    assert _chunk_files(reference_store) == before
+
+
+def test_adding_an_encoder_computes_only_its_arrays(world, reference_store, tmp_path):
+    import shutil
+
+    store = tmp_path / "grow.zarr"
+    shutil.copytree(reference_store, store)
+    before = _chunk_files(store)
+    assert extract_main(_args(world, store, audio=f"logmel,wavlm={world['models']['wavlm']}")) == 0
+    after = _chunk_files(store)
+    for key, value in before.items():
+        assert after[key] == value, f"{key} changed when adding an encoder"
+    new = [k for k in after if k not in before]
+    assert new and all("wavlm" in k for k in new), new
+    from extract.store import StoreReader
+
+    reader = StoreReader(str(store))
+    for tid in reader.tracks():
+        assert reader.read(tid, "audio/wavlm").shape[0] == reader.n_frames(tid)
+
+
+def _cli(*args) -> list[str]:
+    return [sys.executable, "-m", "extract", *args]
+
+
+def _env():
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(ROOT)
+    return env
+
+
+@pytest.mark.slow
+def test_sigkill_then_rerun_equals_uninterrupted(world, reference_store, tmp_path):
+    store = tmp_path / "killed.zarr"
+    proc = subprocess.Popen(
+        _cli(*_args(world, store)), env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    # kill it while it writes: once the first chunk of the first track appears
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if (store / "tracks").exists() and any((store / "tracks").rglob("c/*")):
+            break
+        time.sleep(0.02)
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert extract_main(_args(world, store)) == 0
+    _assert_same_arrays(_arrays(store), _arrays(reference_store))
+
+
+@pytest.mark.slow
+def test_two_shards_together_equal_one_run(world, reference_store, tmp_path):
+    store = tmp_path / "sharded.zarr"
+    procs = [
+        subprocess.Popen(_cli(*_args(world, store, "--shard", f"{i}/2")), env=_env())
+        for i in range(2)
+    ]
+    assert [p.wait() for p in procs] == [0, 0]
+    assert extract_main(["consolidate", str(store)]) == 0
+    _assert_same_arrays(_arrays(store), _arrays(reference_store))
+
+
+def test_a_corrupt_file_costs_one_track(world, tmp_path, capsys):
+    manifest = pd.read_parquet(world["manifest"])
+    good = manifest[manifest["status"] == "ok"].iloc[:1].copy()
+    bad = good.copy()
+    corrupt = tmp_path / "corrupt.mp4"
+    corrupt.write_bytes(b"\x00\x00\x00\x18ftypmp42" + os.urandom(4000))
+    bad["track_id"] = "corrupt_track"
+    bad["video"] = str(corrupt)
+    bad["frames_dir"] = ""
+    both = pd.concat([bad, good], ignore_index=True)
+    mpath = tmp_path / "m.parquet"
+    both.to_parquet(mpath)
+    store = tmp_path / "faults.zarr"
+    args = _args(world, store)
+    args[args.index("--manifest") + 1] = str(mpath)
+    capsys.readouterr()
+    assert extract_main(args) == 1
+    out = capsys.readouterr().out
+    assert "corrupt_track" in out
+    from extract.store import StoreReader
+
+    assert StoreReader(str(store)).tracks() == [good["track_id"].iloc[0]]
+    records = [
+        json.loads(x) for x in (tmp_path / "faults.zarr.failures.jsonl").read_text().splitlines()
+    ]
+    assert [r["track"] for r in records] == ["corrupt_track"]
+    assert records[0]["stage"] and records[0]["error"]

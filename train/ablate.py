@@ -1,0 +1,119 @@
+"""The ablation table: the rows of a recipe's ablation trained on one store and split.
+
+Each row (e.g. abaw10: baseline, +FM, +HGA, +AG-SSM, +ASL) is fitted for every seed into
+DIR/<i>_<row>/seed<k>/ and scored on the validation split at its tuned thresholds.
+DIR/ablation.csv has columns row, mean_f1, one per AU (means over seeds) and, with several
+seeds, <column>_std. Finished fits are reused, so a killed ablation resumes. `--set` overrides
+apply to every row, except that `model.<arg>` reaches only rows whose model takes <arg>.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from data_manifest.aus import AUS
+from data_manifest.cli_support import UserError
+from train.loop import LossFactory, fit
+from train.predict import evaluate_run
+from train.recipes import ABLATIONS, resolve
+
+log = logging.getLogger(__name__)
+
+
+def model_accepts(model_name: str, arg: str) -> bool:
+    """Whether the registered model `model_name` takes keyword `arg`."""
+    from train.models import MODEL_REGISTRY, _import_all
+
+    _import_all()
+    factory = MODEL_REGISTRY.get(model_name)
+    if factory is None:
+        return True  # build_model will name the unknown model
+    params = inspect.signature(factory).parameters
+    return arg in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
+
+
+def row_overrides(spec: dict, overrides: list[str], row: str) -> list[str]:
+    """`--set` items for one row: `model.<arg>=...` only reaches models that take <arg>, so one
+    command line can shrink every row (e.g. model.d_model=16 skips frame_mlp)."""
+    kept = []
+    name = spec.get("model", {}).get("name", "")
+    for item in overrides:
+        key = item.split("=", 1)[0].strip()
+        parts = key.split(".")
+        if len(parts) == 2 and parts[0] == "model" and parts[1] != "name":
+            if not model_accepts(name, parts[1]):
+                log.info("row %s: model %s takes no %r; override skipped", row, name, parts[1])
+                continue
+        kept.append(item)
+    return kept
+
+
+def row_dir(out: Path, index: int, row: str) -> Path:
+    slug = re.sub(r"[^A-Za-z0-9_-]+", "", row) or "row"
+    return out / f"{index}_{slug}"
+
+
+def ablate(
+    recipe: str,
+    store: str,
+    manifest: str,
+    out: str | Path,
+    seeds: int = 1,
+    overrides: list[str] | None = None,
+    progress: bool = True,
+    loss_factory: LossFactory | None = None,
+    rows: list[str] | None = None,
+) -> pd.DataFrame:
+    """Train and score every ablation row of `recipe`; writes DIR/ablation.csv and returns it."""
+    if recipe not in ABLATIONS:
+        raise UserError(f"recipe {recipe!r} has no ablation; known: {sorted(ABLATIONS)}")
+    if seeds < 1:
+        raise UserError("--seeds must be at least 1")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    table = []
+    for index, (name, spec) in enumerate(ABLATIONS[recipe]):
+        if rows is not None and name not in rows:
+            continue
+        scores = []
+        for seed in range(seeds):
+            sets = row_overrides(spec, list(overrides or []), name) + [f"optim.seed={seed}"]
+            config = resolve(None, sets, recipe=spec)
+            config.recipe = f"{recipe}:{name}"
+            config.folds.k = 0
+            run = row_dir(out, index, name) / f"seed{seed}"
+            log.info("ablation %s row %s seed %d -> %s", recipe, name, seed, run)
+            fit(config, store, manifest, run, progress=progress, loss_factory=loss_factory)
+            metrics = evaluate_run(run, "val")
+            scores.append([metrics["mean_f1"]] + [metrics["per_au_f1"][a] or 0.0 for a in AUS])
+        arr = np.asarray(scores, dtype=np.float64)  # (seeds, 1 + 12)
+        entry = {"row": name}
+        cols = ["mean_f1"] + list(AUS)
+        entry.update({c: float(v) for c, v in zip(cols, arr.mean(0))})
+        if seeds > 1:
+            entry.update({f"{c}_std": float(v) for c, v in zip(cols, arr.std(0, ddof=1))})
+        table.append(entry)
+    df = pd.DataFrame(table)
+    df.to_csv(out / "ablation.csv", index=False, float_format="%.4f")
+    return df
+
+
+def format_table(df: pd.DataFrame) -> str:
+    """The ablation as a fixed-width text table (F1 in percent, like the papers)."""
+    cols = ["mean_f1"] + list(AUS)
+    std = "mean_f1_std" in df
+    first = 12 if std else 7
+    head = f"{'row':<10}{'F1':>{first}}" + "".join(f"{c:>7}" for c in AUS)
+    lines = [head, "-" * len(head)]
+    for _, r in df.iterrows():
+        f1 = f"{100 * r['mean_f1']:.2f}" + (f"±{100 * r['mean_f1_std']:.2f}" if std else "")
+        lines.append(
+            f"{r['row']:<10}{f1:>{first}}" + "".join(f"{100 * r[c]:7.2f}" for c in cols[1:])
+        )
+    return "\n".join(lines)

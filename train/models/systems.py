@@ -1,0 +1,250 @@
+"""The registered systems: the building blocks assembled as the ablation rows and the two papers.
+
+- "hga_mlp":    HGA per frame (+ audio) -> MLP head                       (row `+HGA`)
+- "hga_agssm":  HGA per frame -> bidirectional AG-SSM layers with audio -> MLP head (`+AG-SSM`)
+- "fusion_tcn": visual global (+ local) and audio -> multi-scale fusion -> TCN -> MLP 512 (ABAW8)
+
+Frames without a face (batch["face_valid"] False) get a learned "no face" vector in place of
+their per-frame visual embedding, so garbage tokens of empty crops never reach the head.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from train.models import register_model
+from train.models.ag_ssm import AGSSMBlock
+from train.models.fusion import MultiScaleFusion
+from train.models.heads import MLPHead
+from train.models.hga import HGA, roi_pool
+from train.models.tcn import TCN
+
+
+def _fill_no_face(x: torch.Tensor, batch: dict[str, torch.Tensor], no_face: torch.Tensor):
+    """x (B, T, F): frames with face_valid False take the learned no_face (F,) vector."""
+    valid = batch.get("face_valid")
+    if valid is None:
+        return x
+    return torch.where(valid[..., None], x, no_face.to(x.dtype))
+
+
+class _FrameHGA(nn.Module):
+    """HGA applied to every frame of a window: batch -> (B, T, F) (+ CLS when use_cls)."""
+
+    def __init__(self, dims: dict[str, Any], use_cls: bool, **hga_kw: Any):
+        super().__init__()
+        self.hga = HGA(dims["patch"], dims["n_rois"], **hga_kw)
+        self.use_cls = use_cls
+        self.out_dim = self.hga.out_dim + (dims["cls"] if use_cls else 0)
+        self.no_face = nn.Parameter(torch.zeros(self.out_dim))
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        patch, rois = batch["patch"], batch["rois"]  # (B, T, h, w, Dp), (B, T, R, 4)
+        b, t = patch.shape[:2]
+        x = self.hga(patch.flatten(0, 1).float(), rois.flatten(0, 1)).view(b, t, -1)  # (B, T, F)
+        if self.use_cls:
+            x = torch.cat([x, batch["cls"].float()], dim=-1)  # (B, T, F + Dv)
+        return _fill_no_face(x, batch, self.no_face)
+
+
+def _hga_kwargs(
+    d_model: int, heads: int, hga_layers: int, samples: int, pool: str, dropout: float
+) -> dict[str, Any]:
+    return dict(
+        d_model=d_model, heads=heads, layers=hga_layers, samples=samples, pool=pool, dropout=dropout
+    )
+
+
+@register_model("hga_mlp")
+class HGAMLP(nn.Module):
+    """HGA spatial encoder per frame, optionally concatenated with audio, then an MLP head.
+
+    kwargs: d_model (HGA width), heads, hga_layers, samples (ROI sample points per side),
+    pool ("mean" | "flat"), use_cls (append CLS), use_audio, hidden, dropout.
+    """
+
+    def __init__(
+        self,
+        *,
+        dims: dict[str, Any],
+        d_model: int = 128,
+        heads: int = 4,
+        hga_layers: int = 1,
+        samples: int = 2,
+        pool: str = "mean",
+        use_cls: bool = False,
+        use_audio: bool = False,
+        hidden: int = 512,
+        dropout: float = 0.1,
+    ):
+        super().__init__()
+        self.frames = _FrameHGA(
+            dims, use_cls, **_hga_kwargs(d_model, heads, hga_layers, samples, pool, 0.0)
+        )
+        self.use_audio = use_audio
+        in_dim = self.frames.out_dim + (dims["audio"] if use_audio else 0)
+        self.required_inputs = {"patch", "rois"} | ({"cls"} if use_cls else set())
+        self.required_inputs |= {"audio"} if use_audio else set()
+        self.norm = nn.LayerNorm(in_dim)
+        self.head = MLPHead(in_dim, dims.get("n_aus", 12), hidden, dropout)
+
+    def forward_features(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        x = self.frames(batch)  # (B, T, F)
+        if self.use_audio:
+            x = torch.cat([x, batch["audio"].float()], dim=-1)  # (B, T, F + Da)
+        return self.norm(x)
+
+    def forward_head(self, feats: torch.Tensor) -> torch.Tensor:
+        return self.head(feats)
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.forward_head(self.forward_features(batch))
+
+
+@register_model("hga_agssm")
+class HGAAGSSM(nn.Module):
+    """HGA per frame, then n bidirectional AG-SSM layers over time guided by audio, MLP head.
+
+    kwargs: d_model, heads, hga_layers, samples, pool, use_cls (as hga_mlp); n_layers (AG-SSM
+    blocks), d_state, expand, d_conv, causal, guided (False: plain visual-only Mamba, audio not
+    read), guide_c, bidirectional, scan_impl; hidden, dropout.
+    """
+
+    def __init__(
+        self,
+        *,
+        dims: dict[str, Any],
+        d_model: int = 128,
+        heads: int = 4,
+        hga_layers: int = 1,
+        samples: int = 2,
+        pool: str = "mean",
+        use_cls: bool = False,
+        n_layers: int = 2,
+        d_state: int = 16,
+        expand: int = 2,
+        d_conv: int = 4,
+        causal: bool = False,
+        guided: bool = True,
+        guide_c: bool = True,
+        bidirectional: bool = True,
+        scan_impl: str = "auto",
+        hidden: int = 512,
+        dropout: float = 0.1,
+    ):
+        super().__init__()
+        self.frames = _FrameHGA(
+            dims, use_cls, **_hga_kwargs(d_model, heads, hga_layers, samples, pool, 0.0)
+        )
+        self.guided = guided
+        self.in_proj = nn.Linear(self.frames.out_dim, d_model)
+        self.layers = nn.ModuleList(
+            AGSSMBlock(
+                d_model,
+                d_audio=dims.get("audio", 0) if guided else 0,
+                d_state=d_state,
+                expand=expand,
+                d_conv=d_conv,
+                causal=causal,
+                guided=guided,
+                guide_c=guide_c,
+                bidirectional=bidirectional,
+                scan_impl=scan_impl,
+            )
+            for _ in range(n_layers)
+        )
+        self.norm = nn.LayerNorm(d_model)
+        self.required_inputs = {"patch", "rois"} | ({"cls"} if use_cls else set())
+        self.required_inputs |= {"audio"} if guided else set()
+        self.head = MLPHead(d_model, dims.get("n_aus", 12), hidden, dropout)
+
+    def forward_features(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        x = self.in_proj(self.frames(batch))  # (B, T, d)
+        audio = batch["audio"].float() if self.guided else None  # (B, T, Da)
+        for layer in self.layers:
+            x = layer(x, audio, batch.get("audio_valid"), batch.get("mask"))  # (B, T, d)
+        return self.norm(x)
+
+    def forward_head(self, feats: torch.Tensor) -> torch.Tensor:
+        return self.head(feats)
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.forward_head(self.forward_features(batch))
+
+
+@register_model("fusion_tcn")
+class FusionTCN(nn.Module):
+    """ABAW8: visual CLS (+ a local view) and audio -> multi-scale fusion -> TCN -> MLP 512.
+
+    kwargs: local (None | "patch": mean of the patch grid | "rois": ROI-pooled patch tokens,
+    averaged over regions), use_audio, d_model, windows (sliding-window sizes), heads,
+    tcn_channels, kernel, causal, hidden (512), dropout.
+    """
+
+    def __init__(
+        self,
+        *,
+        dims: dict[str, Any],
+        local: str | None = None,
+        use_audio: bool = True,
+        d_model: int = 256,
+        windows: tuple[int, ...] | list[int] = (8, 16, 32),
+        heads: int = 4,
+        tcn_channels: tuple[int, ...] | list[int] = (256, 256),
+        kernel: int = 3,
+        causal: bool = False,
+        hidden: int = 512,
+        dropout: float = 0.1,
+    ):
+        super().__init__()
+        if local not in (None, "patch", "rois"):
+            raise ValueError(f"fusion_tcn local must be None, 'patch' or 'rois', got {local!r}")
+        self.local, self.use_audio = local, use_audio
+        mods = {"visual": dims["cls"]}
+        self.required_inputs = {"cls"}
+        if local is not None:
+            mods["local"] = dims["patch"]
+            self.required_inputs |= {"patch"} | ({"rois"} if local == "rois" else set())
+        if use_audio:
+            mods["audio"] = dims["audio"]
+            self.required_inputs |= {"audio"}
+        self.fusion = MultiScaleFusion(mods, d_model, windows, heads, dropout)
+        # Learned stand-ins: visual inputs of frames without a face, audio where it is missing.
+        self.missing = nn.ParameterDict(
+            {m: nn.Parameter(torch.zeros(dm)) for m, dm in mods.items()}
+        )
+        self.tcn = TCN(d_model, tcn_channels, kernel, causal, dropout)
+        self.head = MLPHead(self.tcn.out_dim, dims.get("n_aus", 12), hidden, dropout)
+
+    def _local(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        patch = batch["patch"].float()  # (B, T, h, w, Dp)
+        if self.local == "patch":
+            return patch.mean(dim=(2, 3))  # (B, T, Dp)
+        b, t = patch.shape[:2]
+        pooled = roi_pool(patch.flatten(0, 1), batch["rois"].flatten(0, 1))  # (B*T, R, Dp)
+        return pooled.mean(1).view(b, t, -1)  # (B, T, Dp)
+
+    def forward_features(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        feats = {"visual": batch["cls"].float()}  # (B, T, Dv)
+        if self.local is not None:
+            feats["local"] = self._local(batch)
+        for m in list(feats):
+            feats[m] = _fill_no_face(feats[m], batch, self.missing[m])
+        if self.use_audio:
+            audio = batch["audio"].float()  # (B, T, Da)
+            valid = batch.get("audio_valid")
+            if valid is not None:
+                audio = torch.where(valid[..., None], audio, self.missing["audio"].to(audio.dtype))
+            feats["audio"] = audio
+        mask = batch.get("mask")
+        x = self.fusion(feats, mask)  # (B, T, d)
+        return self.tcn(x, mask)  # (B, T, C)
+
+    def forward_head(self, feats: torch.Tensor) -> torch.Tensor:
+        return self.head(feats)
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.forward_head(self.forward_features(batch))

@@ -1,0 +1,184 @@
+"""Predictions and evaluation of a run: single models, or fold models combined.
+
+Everything is read through the run directory: the store and manifest paths saved by `fit`
+(overridable), the resolved configuration and the per-AU thresholds in the checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from data_manifest.aus import AUS
+from data_manifest.cli_support import UserError
+from train import data as D
+from train.checkpoint import atomic_write_text
+from train.distributed import DistInfo, pick_device
+from train.folds import combine
+from train.loop import autocast_dtype
+from train.metrics import binarize, mean_f1, score
+from train.run import load_model, model_dirs, read_run_info, thresholds_of
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Predictions:
+    """Per-track outputs in track order: probabilities (T, A) and 0/1 decisions (T, A)."""
+
+    order: list[str]
+    tracks: dict[str, D.Track]
+    probs: dict[str, np.ndarray]
+    binary: dict[str, np.ndarray]
+
+
+def _paths(run: str | Path, store: str | None, manifest: str | None) -> tuple[str, str]:
+    info = read_run_info(run)
+    store = store or info.get("store", "")
+    manifest = manifest or info.get("manifest", "")
+    if not store or not manifest:
+        raise UserError(f"{run}: give --store and --manifest (the run does not name them)")
+    return store, manifest
+
+
+def _predict_model(model_dir: Path, reader, rows: pd.DataFrame, device, which: str):
+    """(tracks, probs, thresholds, meta) of one model over `rows`."""
+    model, meta, config = load_model(model_dir, which, device)
+    cfg = config.data
+    keys = list(meta["keys"])
+    paths = [cfg.features[k] for k in keys] + [cfg.face_valid]
+    groups = D.check_groups(reader, paths, list(rows["track_id"]))
+    now = D.group_fingerprints(reader, groups)
+    saved = meta.get("store_fingerprints", {})
+    changed = [g for g in groups if g in saved and saved[g] and now.get(g) != saved[g]]
+    if changed:
+        raise UserError(
+            f"{model_dir}: store group(s) {changed} have fingerprints different from the ones "
+            "the model was trained on"
+        )
+    tracks = [D.load_track(reader, r, cfg.features, keys, cfg, False) for _, r in rows.iterrows()]
+    amp = autocast_dtype(config.optim.precision, device)
+    probs = D.predict_probs(
+        model, tracks, keys, cfg, config.optim.batch_size, device, amp, reader, cfg.features
+    )
+    return tracks, probs, thresholds_of(meta), meta, config
+
+
+def _rows(manifest: str, split: str, reader, track_list: list[str] | None) -> pd.DataFrame:
+    man = D.read_manifest(manifest)
+    rows = man[man["split"] == split].reset_index(drop=True)
+    if track_list is not None:
+        index = {t: i for i, t in enumerate(rows["track_id"])}
+        unknown = [t for t in track_list if t not in index]
+        if unknown:
+            raise UserError(
+                f"track list names {len(unknown)} track(s) not in split {split!r}: {unknown[:3]}"
+            )
+        rows = rows.iloc[[index[t] for t in track_list]].reset_index(drop=True)
+    if not len(rows):
+        raise UserError(f"{manifest}: no track in split {split!r}")
+    have = set(reader.tracks())
+    missing = [t for t in rows["track_id"] if t not in have]
+    if missing:
+        raise UserError(
+            f"{len(missing)} track(s) of split {split!r} are not complete in the store, "
+            f"e.g. {missing[:3]}; extract them first"
+        )
+    return rows
+
+
+def predict_split(
+    run: str | Path,
+    split: str = "test",
+    store: str | None = None,
+    manifest: str | None = None,
+    which: str = "best",
+    device: str = "auto",
+    track_list: list[str] | None = None,
+) -> Predictions:
+    """Predict every track of `split`; fold models are combined by the run's combine rule."""
+    store, manifest = _paths(run, store, manifest)
+    reader = D.open_store(store)
+    rows = _rows(manifest, split, reader, track_list)
+    dev = pick_device(device, DistInfo())
+    outs = [_predict_model(d, reader, rows, dev, which) for d in model_dirs(run)]
+    tracks = {t.track_id: t for t in outs[0][0]}
+    order = [str(t) for t in rows["track_id"]]
+    if len(outs) == 1:
+        _, probs, thr, _, _ = outs[0]
+        binary = {t: binarize(p, thr) for t, p in probs.items()}
+        return Predictions(order, tracks, probs, binary)
+    rule = outs[0][4].folds.combine
+    probs, binary = {}, {}
+    for t in order:
+        probs[t], binary[t] = combine([o[1][t] for o in outs], [o[2] for o in outs], rule)
+    return Predictions(order, tracks, probs, binary)
+
+
+def evaluate_run(
+    run: str | Path,
+    split: str = "val",
+    store: str | None = None,
+    manifest: str | None = None,
+    which: str = "best",
+    device: str = "auto",
+) -> dict[str, Any]:
+    """Score a run on a labelled split and write RUN/metrics.json.
+
+    Keys: mean_f1, per_au_f1 (AU -> F1 at the tuned thresholds), thresholds (AU -> threshold),
+    auc, ap, positive_rate, mean_f1_at_0.5, split, n_frames. A fold run on `val` is scored
+    out of fold: each fold model on its own held-out tracks (folds.json)."""
+    run = Path(run)
+    info = read_run_info(run)
+    store, manifest = _paths(run, store, manifest)
+    dev = pick_device(device, DistInfo())
+    folds_file = run / "folds.json"
+    if info.get("folds") and split == "val" and folds_file.exists():
+        assignment = json.loads(folds_file.read_text())
+        reader = D.open_store(store)
+        man = D.read_manifest(manifest)
+        all_p, all_y, fold_f1, fold_thr = [], [], [], []
+        for i, d in enumerate(model_dirs(run)):
+            rows = man[man["track_id"].map(assignment.get) == i].reset_index(drop=True)
+            tracks, probs, thr, _, _ = _predict_model(d, reader, rows, dev, which)
+            p, y = D.stack_labels(tracks, probs)
+            fold_f1.append(mean_f1(binarize(p, thr), y))
+            all_p.append(binarize(p, thr).astype(np.float64))
+            all_y.append(y)
+            fold_thr.append(thr)
+        p, y = np.concatenate(all_p), np.concatenate(all_y)
+        metrics = score(p, y, 0.5)
+        metrics["fold_mean_f1"] = fold_f1
+        thr = np.mean(fold_thr, axis=0)
+        metrics["note"] = "out-of-fold decisions of each fold model at its own thresholds"
+    else:
+        preds = predict_split(run, split, store, manifest, which, device)
+        tracks = [preds.tracks[t] for t in preds.order]
+        p, y = D.stack_labels(tracks, preds.probs)
+        if info.get("folds"):
+            thr = np.full(len(AUS), 0.5)
+            metrics = score(
+                np.concatenate([preds.binary[t] for t in preds.order]).astype(float), y, 0.5
+            )
+        else:
+            thr = thresholds_of(_best_meta(run, which))
+            metrics = score(p, y, thr)
+            metrics["mean_f1_at_0.5"] = mean_f1(binarize(p, 0.5), y)
+    if not (y >= 0).any():
+        raise UserError(f"split {split!r} has no labelled frame to score")
+    metrics["thresholds"] = {a: float(t) for a, t in zip(AUS, thr)}
+    metrics["split"] = split
+    atomic_write_text(run / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+    return metrics
+
+
+def _best_meta(run: Path, which: str) -> dict[str, Any]:
+    """The checkpoint metadata beside best.pt (or last.pt)."""
+    name = "best.json" if which == "best" and (run / "best.json").exists() else "last.json"
+    return json.loads((run / name).read_text())

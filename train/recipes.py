@@ -1,0 +1,97 @@
+"""Named recipes: partial configurations over the defaults, printable and overridable.
+
+A recipe is a nested dict applied on top of `TrainConfig()` defaults; `--set key=value`
+overrides come after it. Ablations are ordered lists of (row name, recipe dict) pairs.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any
+
+from train.config import TrainConfig, apply_overrides, from_dict
+
+_DINO_WAVLM = {
+    "cls": "visual/dinov2/cls",
+    "patch": "visual/dinov2/patch",
+    "rois": "face/rois",
+    "audio": "audio/wavlm",
+}
+
+RECIPES: dict[str, dict[str, Any]] = {
+    # Frame-wise MLP on DINOv2 CLS features, no audio, no time context, BCE.
+    "baseline": {
+        "data": {"features": {"cls": "visual/dinov2/cls"}},
+        "model": {"name": "frame_mlp", "hidden": 256, "dropout": 0.1, "use_audio": False},
+        "loss": {"name": "bce"},
+    },
+    # ABAW10 winner: DINOv2 patch tokens + CLS, WavLM audio, HGA, audio-guided SSM, ASL.
+    "abaw10": {
+        "data": {"features": dict(_DINO_WAVLM), "window": 64, "stride": 32},
+        "model": {"name": "hga_agssm"},
+        "loss": {"name": "asl"},
+    },
+    # ABAW8 entry: ConvNeXt + Whisper, multi-scale fusion, TCN, MLP 512, BCE, 6 folds, hard vote.
+    "abaw8": {
+        "data": {
+            "features": {"cls": "visual/convnext/cls", "audio": "audio/whisper"},
+            "window": 64,
+            "stride": 32,
+        },
+        "model": {"name": "fusion_tcn", "hidden": 512},
+        "loss": {"name": "bce"},
+        "folds": {"k": 6, "combine": "vote"},
+    },
+}
+
+
+def _row(base: str, **changes: Any) -> dict[str, Any]:
+    recipe = copy.deepcopy(RECIPES[base])
+    for key, value in changes.items():
+        recipe[key] = value
+    return recipe
+
+
+# The rows of the ABAW10 ablation table, in order: each adds one component.
+ABLATIONS: dict[str, list[tuple[str, dict[str, Any]]]] = {
+    "abaw10": [
+        ("baseline", _row("baseline")),
+        (
+            "+FM",
+            _row(
+                "abaw10",
+                model={"name": "frame_mlp", "hidden": 256, "dropout": 0.1, "use_audio": True},
+                loss={"name": "bce"},
+                data={"features": {"cls": "visual/dinov2/cls", "audio": "audio/wavlm"}},
+            ),
+        ),
+        (
+            "+HGA",
+            _row("abaw10", model={"name": "hga_mlp", "use_audio": True}, loss={"name": "bce"}),
+        ),
+        ("+AG-SSM", _row("abaw10", model={"name": "hga_agssm"}, loss={"name": "bce"})),
+        ("+ASL", _row("abaw10")),
+    ],
+}
+
+
+def recipe_dict(name: str) -> dict[str, Any]:
+    if name not in RECIPES:
+        raise KeyError(f"unknown recipe {name!r}; known: {sorted(RECIPES)}")
+    return copy.deepcopy(RECIPES[name])
+
+
+def resolve(
+    name: str | None, overrides: list[str] | None = None, recipe: dict | None = None
+) -> TrainConfig:
+    """Defaults < recipe (by name, or an explicit dict) < `key=value` overrides."""
+    data = copy.deepcopy(recipe) if recipe is not None else (recipe_dict(name) if name else {})
+    config = from_dict(data)
+    config.recipe = name or ""
+    return apply_overrides(config, list(overrides or []))
+
+
+def describe(name: str) -> str:
+    """The fully resolved recipe as JSON, for `auwild-train recipes NAME`."""
+    return json.dumps(resolve(name).to_dict(), indent=2, sort_keys=True)
