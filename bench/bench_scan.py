@@ -84,7 +84,9 @@ def to_markdown(rows: list[dict], command: str, threads: int) -> str:
         "",
         f"`{command}` — torch {torch.__version__}, {platform.machine()}, "
         f"{os.cpu_count()} CPUs, {threads} torch threads; float32, with D, z, delta_bias, "
-        "softplus; min over repeats. Size = batch x dim x state x length.",
+        "softplus; min over repeats. Size = batch x dim x state x length. "
+        f"Load average at the end: {os.getloadavg()[0]:.1f} (shared machine: ratios are "
+        "the figure to read, absolute times move with the load).",
         "",
         "| size | ref fwd ms | torch fwd ms | fwd x | ref fwd+bwd ms | torch fwd+bwd ms "
         "| fwd+bwd x | max abs diff out / grad u |",

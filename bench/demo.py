@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     _run([py, "-m", "data_manifest", "affwild2", "--root", str(data), "--out", str(manifest)], env)
     _run([py, "-m", "data_manifest", "validate", str(manifest)], env)
     if not (models / "dinov2").exists():
-        _run([py, "-m", "extract", "tiny-models", "--out", str(models)], env)
+        _run([py, "-m", "extract", "tiny-models", "--out", str(models), "--size", "demo"], env)
     _run(
         [
             py,
@@ -89,6 +89,8 @@ def main(argv: list[str] | None = None) -> int:
             "template",
             "--batch-size",
             "64",
+            "--crop-size",
+            "112",
         ],
         env,
     )

@@ -115,7 +115,7 @@ def run(
         )
     sh("data_manifest", "affwild2", "--root", str(data), "--out", str(manifest))
     if not (models / "dinov2").exists():
-        sh("extract", "tiny-models", "--out", str(models))
+        sh("extract", "tiny-models", "--out", str(models), "--size", "demo")
     sh(
         "extract",
         "run",
@@ -130,6 +130,8 @@ def run(
         f"wavlm={models / 'wavlm'},logmel",
         "--batch-size",
         "64",
+        "--crop-size",
+        "112",
     )
     sh(
         "train",

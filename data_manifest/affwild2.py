@@ -201,4 +201,7 @@ def build_affwild2_manifest(
                 "error": "; ".join(errors),
             }
         )
+    unlisted = set(layout.frames_dirs) - {row["track_id"] for row in rows}
+    if unlisted:
+        log.info("%d cropped_aligned folders belong to no AU track (other tasks)", len(unlisted))
     return make_manifest(rows)

@@ -75,6 +75,10 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 def _cmd_synth(args: argparse.Namespace) -> int:
     from data_manifest.synth import SynthConfig, generate_synthetic
 
+    if args.tracks < 1 or args.frames < 2:
+        raise UserError(
+            f"--tracks must be >= 1 and --frames >= 2 (got {args.tracks}, {args.frames})"
+        )
     cfg = SynthConfig(
         tracks=args.tracks,
         frames=args.frames,

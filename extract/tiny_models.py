@@ -26,7 +26,15 @@ def _image_processor(name: str):
     return getattr(transformers, name + "Pil", None) or getattr(transformers, name)
 
 
-def _dinov2(path: str, registers: bool) -> None:
+# Sizes: "test" is the smallest that exercises every code path; "demo" gives the synthetic
+# world a finer patch grid (112 px crops -> 8 x 8 tokens) so region features can be local.
+DINOV2_SIZES = {
+    "test": dict(hidden_size=32, image_size=56),
+    "demo": dict(hidden_size=64, image_size=112),
+}
+
+
+def _dinov2(path: str, registers: bool, size: str = "test") -> None:
     from transformers import (
         Dinov2Config,
         Dinov2Model,
@@ -34,12 +42,13 @@ def _dinov2(path: str, registers: bool) -> None:
         Dinov2WithRegistersModel,
     )
 
+    side = DINOV2_SIZES[size]["image_size"]
     common = dict(
-        hidden_size=32,
+        hidden_size=DINOV2_SIZES[size]["hidden_size"],
         num_hidden_layers=2,
         num_attention_heads=2,
         mlp_ratio=2,
-        image_size=56,
+        image_size=side,
         patch_size=14,
     )
     processor_cls = _image_processor("BitImageProcessor")
@@ -50,8 +59,8 @@ def _dinov2(path: str, registers: bool) -> None:
         model = Dinov2Model(Dinov2Config(**common))
     model.save_pretrained(path)
     processor_cls(
-        size={"shortest_edge": 56},
-        crop_size={"height": 56, "width": 56},
+        size={"shortest_edge": side},
+        crop_size={"height": side, "width": side},
         image_mean=[0.485, 0.456, 0.406],
         image_std=[0.229, 0.224, 0.225],
     ).save_pretrained(path)
@@ -120,12 +129,17 @@ def _whisper(path: str) -> None:
 
 
 def write_tiny_models(
-    out_dir: str | os.PathLike, names: tuple[str, ...] = TINY_NAMES
+    out_dir: str | os.PathLike, names: tuple[str, ...] = TINY_NAMES, size: str = "test"
 ) -> dict[str, str]:
-    """Write tiny random models under out_dir/<name>; returns name -> folder path."""
+    """Write tiny random models under out_dir/<name>; returns name -> folder path.
+
+    `size` is "test" (smallest) or "demo" (a finer DINOv2 patch grid for the synthetic world).
+    """
+    if size not in DINOV2_SIZES:
+        raise ValueError(f"unknown size {size!r}; known: {sorted(DINOV2_SIZES)}")
     writers = {
-        "dinov2": lambda p: _dinov2(p, registers=False),
-        "dinov2_registers": lambda p: _dinov2(p, registers=True),
+        "dinov2": lambda p: _dinov2(p, registers=False, size=size),
+        "dinov2_registers": lambda p: _dinov2(p, registers=True, size=size),
         "convnext": _convnext,
         "wavlm": _wavlm,
         "whisper": _whisper,

@@ -14,7 +14,7 @@ def _tiny_models(args: argparse.Namespace) -> int:
     from extract.tiny_models import TINY_NAMES, write_tiny_models
 
     names = tuple(args.only) if args.only else TINY_NAMES
-    paths = write_tiny_models(args.out, names)
+    paths = write_tiny_models(args.out, names, size=args.size)
     print(json.dumps(paths, indent=2))
     return 0
 
@@ -56,6 +56,12 @@ def register(subparsers, add_common_options: Callable[[argparse.ArgumentParser],
     )
     p.add_argument("--out", required=True, help="folder to write the model folders into")
     p.add_argument("--only", nargs="+", metavar="NAME", help="write only these models")
+    p.add_argument(
+        "--size",
+        default="test",
+        choices=["test", "demo"],
+        help="test: smallest; demo: finer DINOv2 patch grid (8 x 8 on 112 px crops)",
+    )
     add_common_options(p)
     p.set_defaults(func=_tiny_models)
 

@@ -138,30 +138,47 @@ def _unlabelled_rows(rng: np.random.Generator, n: int, fraction: float) -> np.nd
     return np.unique(np.concatenate(rows))
 
 
-def _write_video(path: Path, frames: list[np.ndarray], audio: np.ndarray, cfg: SynthConfig) -> None:
-    import av
+class _VideoWriter:
+    """Streams RGB frames into an mp4 with PyAV, then adds the audio track when closed."""
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with av.open(str(path), "w") as container:
-        vs = container.add_stream(cfg.codec, rate=int(round(cfg.fps)))
+    def __init__(self, path: Path, cfg: SynthConfig):
+        import av
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.cfg = cfg
+        self.container = av.open(str(path), "w")
+        vs = self.container.add_stream(cfg.codec, rate=int(round(cfg.fps)))
         vs.width, vs.height, vs.pix_fmt = cfg.video_width, cfg.video_height, "yuv420p"
         if cfg.codec in ("libx264", "h264"):
             vs.options = {"crf": "18", "preset": "veryfast", "threads": "1"}
         else:
             vs.bit_rate = 1_500_000
             vs.codec_context.thread_count = 1
-        aus_ = container.add_stream("aac", rate=cfg.sample_rate, layout="mono")
-        for i, frame in enumerate(frames):
-            vf = av.VideoFrame.from_ndarray(frame, format="rgb24")
-            vf.pts = i
-            container.mux(vs.encode(vf))
-        container.mux(vs.encode(None))
+        self.video = vs
+        self.audio = self.container.add_stream("aac", rate=cfg.sample_rate, layout="mono")
+        self.n = 0
+
+    def write(self, frame: np.ndarray) -> None:
+        """One (H, W, 3) uint8 RGB frame."""
+        import av
+
+        vf = av.VideoFrame.from_ndarray(frame, format="rgb24")
+        vf.pts = self.n
+        self.n += 1
+        self.container.mux(self.video.encode(vf))
+
+    def close(self, audio: np.ndarray) -> None:
+        """Flush the video, write the mono float audio (S,), close the file."""
+        import av
+
+        self.container.mux(self.video.encode(None))
         af = av.AudioFrame.from_ndarray(
             audio[None, :].astype(np.float32), format="flt", layout="mono"
         )
-        af.sample_rate, af.pts = cfg.sample_rate, 0
-        container.mux(aus_.encode(af))
-        container.mux(aus_.encode(None))
+        af.sample_rate, af.pts = self.cfg.sample_rate, 0
+        self.container.mux(self.audio.encode(af))
+        self.container.mux(self.audio.encode(None))
+        self.container.close()
 
 
 def _render_video(
@@ -212,7 +229,8 @@ def _render_video(
     for d in crops_dirs:
         d.mkdir(parents=True, exist_ok=True)
     corner = np.array([[0, 0], [1, 0], [1, 1], [0, 1]], np.float64)
-    frames = []
+    video_path = out / "videos" / "batch1" / f"{plan.name}.mp4"
+    writer = _VideoWriter(video_path, cfg)
     for t in range(n):
         frame = bg.copy()
         true_maps = []
@@ -240,7 +258,7 @@ def _render_video(
             quad = _apply(m, corner)
             boxes[k, t] = (*quad.min(0), *quad.max(0))
         frame = apply_camera(frame.astype(np.float32), cam, t, rng)
-        frames.append(frame)
+        writer.write(frame)
         for k in range(n_faces):
             ft, m = faces[k], true_maps[k]
             dx, dy, dang, dscale = (float(v) for v in ft.align_err[t])
@@ -260,8 +278,7 @@ def _render_video(
                 crop[..., ::-1],
                 [cv2.IMWRITE_JPEG_QUALITY, 92],
             )
-    video_path = out / "videos" / "batch1" / f"{plan.name}.mp4"
-    _write_video(video_path, frames, audio, cfg)
+    writer.close(audio)
     truth = {}
     for k, tid in enumerate(plan.tracks):
         act = acts[k]

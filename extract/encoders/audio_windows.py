@@ -13,6 +13,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
+
 _FAR = 2**62  # "no seam on this side"
 
 
@@ -79,8 +81,6 @@ def run_in_windows(
     (n_frames, dim) float32 array, written in place (no list of pieces to concatenate).
     Raises RuntimeError if the windows do not produce exactly one value per frame.
     """
-    import numpy as np
-
     out = np.empty((n_frames, dim), np.float32)
     filled = 0
     for group in group_windows(windows, batch_size):

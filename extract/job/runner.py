@@ -208,7 +208,7 @@ class Extractor:
     def plan(self, manifest: pd.DataFrame, shard: Shard, only: set[str] | None) -> list[TrackPlan]:
         from extract.store import StoreReader, check_track_id
 
-        reader = StoreReader(self.store)
+        reader = StoreReader(self.store, consolidated=False)  # the truth, not a snapshot
         complete = set(reader.tracks())
         plans: list[TrackPlan] = []
         for i, row in enumerate(manifest.to_dict("records")):
@@ -251,7 +251,7 @@ class Extractor:
         if plan.reason == "add":
             from extract.store import StoreReader
 
-            times = StoreReader(self.store).read(plan.track_id, "time")
+            times = StoreReader(self.store, consolidated=False).read(plan.track_id, "time")
         elif video:
             times = video_frame_times(video)
         elif frames_dir:

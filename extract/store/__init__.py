@@ -1,5 +1,18 @@
 """The feature store: a versioned, fingerprinted, sharded Zarr v3 layout shared by extract and train.
 
+    w = StoreWriter("features.zarr")                       # or "s3://bucket/features.zarr"
+    w.register_group("visual/dinov2", fields={"model": ..., **storage.fingerprint_fields()})
+    with w.open_track("video1_left", n_frames=T, attrs={"fps": 30.0}) as tw:
+        tw.create_array("visual/dinov2/patch", shape=(T, 16, 16, 384), dtype="float16",
+                        storage=TokenStorage("int8", pool=8))
+        tw.write("visual/dinov2/patch", 0, tokens)         # in order, any sizes
+        tw.finish_group("visual/dinov2")
+    # leaving the block commits: status = complete is written last
+
+    r = StoreReader("features.zarr")
+    r.require_groups(["visual/dinov2/patch"])
+    x = r.read("video1_left", "visual/dinov2/patch", 100, 132)  # (32, 8, 8, 384) float32
+
 Importing this package loads numpy only; zarr and fsspec are imported when a store is opened.
 """
 

@@ -110,3 +110,33 @@ def check_same_group(
         f"{where[1]} fingerprint {found.get('fingerprint')}; differing fields: {detail}",
         fields,
     )
+
+
+def content_hash(path: str, chunk: int = 1 << 20) -> str:
+    """Stable hash of a local file or folder (relative names and bytes), for models given as folders.
+
+    Hidden files and folders (`.git`, `.cache`) are skipped; the result does not depend on where
+    the folder lives or on file times.
+    """
+    import os
+
+    h = hashlib.sha256()
+    if os.path.isfile(path):
+        entries = [(os.path.basename(path), path)]
+    else:
+        entries = []
+        for root, dirs, files in os.walk(path):
+            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+            for name in files:
+                if not name.startswith("."):
+                    full = os.path.join(root, name)
+                    entries.append((os.path.relpath(full, path).replace(os.sep, "/"), full))
+    if not entries:
+        raise FileNotFoundError(f"nothing to hash at {path}")
+    for rel, full in sorted(entries):
+        h.update(rel.encode("utf-8") + b"\0")
+        with open(full, "rb") as f:
+            while block := f.read(chunk):
+                h.update(block)
+        h.update(b"\0")
+    return h.hexdigest()[:16]

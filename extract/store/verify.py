@@ -37,7 +37,7 @@ def _expected_shards(arr) -> list[str]:
     """Keys (relative to the array) of every shard file the array must have."""
     meta = arr.metadata
     outer = meta.chunk_grid.chunk_shape
-    counts = [max(1, -(-s // c)) for s, c in zip(arr.shape, outer)]
+    counts = [-(-s // c) for s, c in zip(arr.shape, outer)]
     return [meta.encode_chunk_key(idx) for idx in itertools.product(*(range(c) for c in counts))]
 
 

@@ -129,6 +129,7 @@ class StoreWriter:
         self.shard_bytes = shard_bytes  # target shard size = writer buffer per array
         self.store = self.location.zarr_store(read_only=False)
         self._groups: dict | None = None  # root groups as last read or written by this writer
+        self.consolidated = False  # the root holds consolidated metadata (stale once tracks change)
         attrs = self._read_root_attrs()
         if attrs is None:
             if not create:
@@ -148,7 +149,10 @@ class StoreWriter:
     # ---------------------------------------------------------------- root metadata
     def _read_root_attrs(self) -> dict | None:
         meta = self.location.read_json(ROOT_META)
-        return None if meta is None else dict(meta.get("attributes", {}))
+        if meta is None:
+            return None
+        self.consolidated = bool(meta.get("consolidated_metadata"))
+        return dict(meta.get("attributes", {}))
 
     def _create_root(self, extractor_config, models) -> None:
         attrs = {
@@ -275,6 +279,14 @@ class StoreWriter:
         check_track_id(track_id, row)
         status = self.track_status(track_id)
         key = f"{TRACKS}/{track_id}"
+        if status == STATUS_COMPLETE and self.consolidated and (add_groups or overwrite):
+            log.warning(
+                "%s has consolidated metadata; run `auwild-extract consolidate %s` after changing "
+                "complete track %s, or readers keep its old metadata",
+                self.url,
+                self.url,
+                track_id,
+            )
         if status == STATUS_COMPLETE and add_groups and not overwrite:
             return TrackWriter(self, track_id, n_frames, attrs, adding=True)
         if status == STATUS_COMPLETE and not overwrite:

@@ -74,6 +74,21 @@ def test_layout(synth_small):
             unknown = (ann == -1).all(1)
             assert 0 < unknown.sum() < 10
             np.testing.assert_array_equal(ann[~unknown], clean[~unknown])
+    # The pair shares one video: the _left face is on the image's left.
+    left = np.load(root / "synth_truth" / "video001_left.npz")["box_video"]
+    right = np.load(root / "synth_truth" / "video001_right.npz")["box_video"]
+    assert ((left[:, 0] + left[:, 2]) / 2 < 128).all() and (
+        (right[:, 0] + right[:, 2]) / 2 > 128
+    ).all()
+    # Nuisance is there: corrupted frames, hidden mouths, occluders.
+    npz = [np.load(p) for p in (root / "synth_truth").glob("*.npz")]
+    assert sum(z["corrupted"].sum() for z in npz) > 0
+    assert sum(z["mouth_hidden"].sum() for z in npz) > 0
+    # Landmarks in the crops stay near the mean shape (small alignment jitter).
+    from data_manifest.face_shape import MEAN_SHAPE_68
+
+    lm = np.load(root / "synth_truth" / "video000.npz")["landmarks_crop"]  # (T, 68, 2) unit
+    assert np.abs(lm - MEAN_SHAPE_68).mean() < 0.04
     saved = json.loads((root / "synth_truth.json").read_text())
     assert saved["seed"] == 3 and saved["params"]["frames"] == 40
 
@@ -191,3 +206,4 @@ def test_cli_synth(tmp_path, capsys):
     assert main(args) == 2
     assert "--overwrite" in capsys.readouterr().err
     assert main(args + ["--overwrite", "--codec", "mpeg4"]) == 0
+    assert main(["synth", "--out", str(tmp_path / "e"), "--tracks", "0", "--quiet"]) == 2

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 
 import numpy as np
 
 from extract.store import StoreWriter, TokenStorage
+from extract.store.schema import group_of
 
 ENC = "dino"  # visual encoder name in test stores
 AUD = "wav"  # audio encoder name in test stores
@@ -84,8 +84,6 @@ def write_track(
         tid, n_frames=n, attrs={"fps": 30.0, "source": f"{tid}.mp4"}, overwrite=overwrite
     ) as tw:
         for name, values in data.items():
-            from extract.store.schema import group_of
-
             if group_of(name) is not None and group_of(name) not in groups:
                 continue
             storage_arg = storage if name.endswith("/patch") else None
@@ -130,5 +128,4 @@ def slow_writer_main(url: str, tid: str, ready: str) -> None:
 
 
 if __name__ == "__main__":  # python -m tests.extract.store.store_fixtures URL TID READY
-    sys.path.insert(0, os.getcwd())
     slow_writer_main(sys.argv[1], sys.argv[2], sys.argv[3])

@@ -91,3 +91,19 @@ def test_import_is_light():
         "assert not bad, bad"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_content_hash_of_model_folder(tmp_path):
+    from extract.store.fingerprint import content_hash
+
+    for root in ("a", "b"):
+        (tmp_path / root / "sub").mkdir(parents=True)
+        (tmp_path / root / "config.json").write_text('{"hidden": 8}')
+        (tmp_path / root / "sub" / "w.bin").write_bytes(b"\x00\x01")
+    (tmp_path / "b" / ".cache").mkdir()
+    (tmp_path / "b" / ".cache" / "x").write_text("ignored")
+    assert content_hash(str(tmp_path / "a")) == content_hash(str(tmp_path / "b"))
+    (tmp_path / "b" / "sub" / "w.bin").write_bytes(b"\x00\x02")
+    assert content_hash(str(tmp_path / "a")) != content_hash(str(tmp_path / "b"))
+    with pytest.raises(FileNotFoundError):
+        content_hash(str(tmp_path / "missing"))
