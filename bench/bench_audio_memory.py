@@ -242,6 +242,14 @@ def write_markdown(rows: list[dict], args, out: Path) -> None:
     ]
     for r in rows:
         lines.append("| " + " | ".join(str(r[c]) for c in cols) + " |")
+    lines += ["", "Working set, shortest -> longest track (flat means it does not grow):", ""]
+    for enc in dict.fromkeys(r["encoder"] for r in rows):
+        mine = sorted((r for r in rows if r["encoder"] == enc), key=lambda r: r["minutes"])
+        lines.append(
+            f"- {enc}: "
+            + " -> ".join(f"{r['working_set_mb']} MiB ({r['minutes']:g} min)" for r in mine)
+            + f"; peak RSS {mine[0]['peak_rss_mb']} -> {mine[-1]['peak_rss_mb']} MiB"
+        )
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(lines) + "\n")
     print(f"wrote {out}")

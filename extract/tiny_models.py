@@ -135,6 +135,9 @@ def write_tiny_models(
 
     `size` is "test" (smallest) or "demo" (a finer DINOv2 patch grid for the synthetic world).
     """
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
     if size not in DINOV2_SIZES:
         raise ValueError(f"unknown size {size!r}; known: {sorted(DINOV2_SIZES)}")
     writers = {

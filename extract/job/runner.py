@@ -113,6 +113,7 @@ class Extractor:
     def __init__(self, cfg: ExtractConfig, store: str, *, overwrite: bool = False):
         from extract.store import StoreWriter
 
+        _quiet_model_loading()
         self.cfg = cfg
         self.store = store
         self.overwrite = overwrite
@@ -462,6 +463,15 @@ class Extractor:
             tw.create_array("audio/valid", shape=(n_frames,), dtype="bool")
             tw.write("audio/valid", 0, valid)
             tw.finish_group(AUDIO_VALID_GROUP)
+
+
+def _quiet_model_loading() -> None:
+    """One progress bar for the job: no per-model weight-loading bars from transformers."""
+    try:
+        from transformers.utils import logging as hf_logging
+    except ImportError:  # transformers is a dependency; without it the encoders report it
+        return
+    hf_logging.disable_progress_bar()
 
 
 def _encode_with_oom_retry(encode: Callable, crops: np.ndarray) -> dict[str, np.ndarray]:

@@ -96,7 +96,9 @@ def format_inspect(info: Mapping[str, Any]) -> str:
         f"bytes/frame  {info['bytes_per_frame']}  (total {info['bytes']} bytes)",
     ]
     if info["models"]:
-        lines.append("models       " + ", ".join(f"{k}={v}" for k, v in info["models"].items()))
+        lines.append("models")
+        for name, fields in info["models"].items():
+            lines.append(f"  {name:<22} {_model_summary(fields)}")
     lines.append("groups")
     for name, fp in info["groups"].items():
         lines.append(f"  {name:<24} {fp}")
@@ -111,3 +113,12 @@ def format_inspect(info: Mapping[str, Any]) -> str:
     for tid in info["incomplete_tracks"]:
         lines.append(f"incomplete   {tid}")
     return "\n".join(lines)
+
+
+def _model_summary(fields: object) -> str:
+    """The identity of a model in one short line: its id and revision or content hash."""
+    if not isinstance(fields, dict):
+        return str(fields)
+    keys = ("model", "revision", "content_hash", "layer", "layers", "crop_size", "dim")
+    parts = [f"{k}={fields[k]}" for k in keys if fields.get(k) not in (None, "")]
+    return ", ".join(parts) or str(fields)
