@@ -27,6 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
+from extract.tiny_models import write_tiny_models
+
 HERE = Path(__file__).resolve().parent
 ENCODERS = ("logmel", "wavlm", "whisper")
 FPS = 25.0
@@ -57,51 +59,6 @@ def write_track(path: Path, minutes: float, rate: int = 44100) -> None:
                 c.mux(p)
         for p in s.encode():
             c.mux(p)
-
-
-def write_tiny_models(out: Path) -> dict[str, str]:
-    """Tiny random WavLM / Whisper folders (hidden 32, 2 layers) written by save_pretrained."""
-    import torch
-    from transformers import (
-        Wav2Vec2FeatureExtractor,
-        WavLMConfig,
-        WavLMModel,
-        WhisperConfig,
-        WhisperFeatureExtractor,
-        WhisperModel,
-    )
-
-    torch.manual_seed(0)
-    wavlm = WavLMConfig(
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        conv_dim=(16,) * 7,
-        num_conv_pos_embeddings=16,
-        num_conv_pos_embedding_groups=4,
-    )
-    WavLMModel(wavlm).save_pretrained(out / "wavlm")
-    Wav2Vec2FeatureExtractor(do_normalize=True).save_pretrained(out / "wavlm")
-    whisper = WhisperConfig(
-        d_model=32,
-        encoder_layers=2,
-        decoder_layers=1,
-        encoder_attention_heads=2,
-        decoder_attention_heads=2,
-        encoder_ffn_dim=64,
-        decoder_ffn_dim=64,
-        max_source_positions=1500,
-        max_target_positions=16,
-        vocab_size=64,
-        pad_token_id=0,
-        bos_token_id=1,
-        eos_token_id=2,
-        decoder_start_token_id=1,
-    )
-    WhisperModel(whisper).save_pretrained(out / "whisper")
-    WhisperFeatureExtractor().save_pretrained(out / "whisper")
-    return {"wavlm": str(out / "wavlm"), "whisper": str(out / "whisper")}
 
 
 def _status_mb(key: str) -> float:
@@ -186,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         tmp = Path(tmp)
         sources = {"logmel": None, "wavlm": args.wavlm, "whisper": args.whisper}
         if not (args.wavlm and args.whisper):
-            tiny = write_tiny_models(tmp / "models")
+            tiny = write_tiny_models(tmp / "models", ("wavlm", "whisper"))
             sources = {k: v or tiny.get(k) for k, v in sources.items()}
         env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
         for minutes in args.minutes:

@@ -17,10 +17,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from data_manifest.annotations import AnnotationError, parse_annotation_file
 from data_manifest.cli_support import UserError
-from data_manifest.frames_dir import count_frames
 from data_manifest.manifest import make_manifest
+from data_manifest.track_row import TrackRow
 from data_manifest.video_probe import VideoProbeError, probe_counts
 
 log = logging.getLogger(__name__)
@@ -150,57 +149,34 @@ def build_affwild2_manifest(
     entries = [(tid, found) for tid, found in sorted(layout.annotations.items())]
     entries += [(tid, []) for tid in test_tracks if tid not in layout.annotations]
     for tid, found in entries:
-        errors, status = [], "ok"
         split, labels = ("test", "") if not found else (found[0][0], str(found[0][1]))
-        if len(found) > 1:
-            status = "conflict"
-            errors.append(f"annotated in several splits: {', '.join(str(f) for _, f in found)}")
-        if found and tid in test_tracks:
-            status = "conflict"
-            errors.append(f"annotated ({labels}) and also in the test list {test_path}")
-        n_annotated = 0
-        if labels:
-            try:
-                n_annotated = int((parse_annotation_file(labels) != -1).any(1).sum())
-            except AnnotationError as exc:
-                status = "bad_labels" if status == "ok" else status
-                errors.append(str(exc))
         base, side = split_side(tid)
         video_id = tid if tid in layout.videos else base
         if tid in layout.videos:
             side = "none"
+        row = TrackRow(tid, video_id, split, side, labels=labels)
+        if len(found) > 1:
+            row.problem(
+                "conflict",
+                f"annotated in several splits: {', '.join(str(f) for _, f in found)}",
+            )
+        if found and tid in test_tracks:
+            row.problem("conflict", f"annotated ({labels}) and also in the test list {test_path}")
+        row.count_annotated()
         video_files = layout.videos.get(video_id, [])
-        video, fps, n_frames = "", float("nan"), -1
         if not video_files:
-            status = "missing_video" if status == "ok" else status
-            errors.append(f"no video {video_id}.mp4/.avi under {layout.root}")
+            row.problem("missing_video", f"no video {video_id}.mp4/.avi under {layout.root}")
         else:
-            video = str(video_files[0])
+            row.video = str(video_files[0])
             if len(video_files) > 1:
-                log.warning("%s: several videos named %s, using %s", tid, video_id, video)
+                log.warning("%s: several videos named %s, using %s", tid, video_id, row.video)
             if probe:
-                fps, n_frames, err = video_counts(video_files[0])
+                row.fps, row.n_frames, err = video_counts(video_files[0])
                 if err:
-                    status = "bad_video" if status == "ok" else status
-                    errors.append(err)
+                    row.problem("bad_video", err)
         frames_dir = layout.frames_dirs.get(tid)
-        rows.append(
-            {
-                "track_id": tid,
-                "video_id": video_id,
-                "split": split,
-                "video": video,
-                "frames_dir": str(frames_dir) if frames_dir else "",
-                "side": side,
-                "labels": labels,
-                "n_annotated": n_annotated,
-                "n_valid": count_frames(frames_dir) if frames_dir else -1,
-                "fps": fps,
-                "n_frames": n_frames,
-                "status": status,
-                "error": "; ".join(errors),
-            }
-        )
+        row.frames_dir = str(frames_dir) if frames_dir else ""
+        rows.append(row.as_dict())
     unlisted = set(layout.frames_dirs) - {row["track_id"] for row in rows}
     if unlisted:
         log.info("%d cropped_aligned folders belong to no AU track (other tasks)", len(unlisted))

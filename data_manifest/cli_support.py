@@ -13,7 +13,9 @@ class UserError(Exception):
 
 
 def add_common_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--traceback", action="store_true", help="show the full traceback on errors")
+    parser.add_argument(
+        "--traceback", action="store_true", help="show the full traceback on errors"
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
 
 

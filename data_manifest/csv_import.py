@@ -12,10 +12,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from data_manifest.annotations import AnnotationError, parse_annotation_file
 from data_manifest.cli_support import UserError
-from data_manifest.frames_dir import count_frames
 from data_manifest.manifest import SIDES, SPLITS, make_manifest
+from data_manifest.track_row import TrackRow
 from data_manifest.video_probe import VideoProbeError, probe_counts
 
 REQUIRED = ("track_id", "video", "split")
@@ -70,38 +69,22 @@ def build_csv_manifest(table: str | os.PathLike, probe: bool = True) -> pd.DataF
 
 def _row(rec: dict, tid: str, split: str, side: str, base: Path, probe: bool) -> dict:
     video = _resolve(base, rec["video"])
-    labels = _resolve(base, rec.get("labels", ""))
-    frames_dir = _resolve(base, rec.get("frames_dir", ""))
-    status, errors = "ok", []
-    n_annotated, fps, n_frames = 0, float("nan"), -1
-    if labels:
-        try:
-            n_annotated = int((parse_annotation_file(labels) != -1).any(1).sum())
-        except AnnotationError as exc:
-            status = "bad_labels"
-            errors.append(str(exc))
+    row = TrackRow(
+        tid,
+        Path(video).stem if video else tid,
+        split,
+        side,
+        labels=_resolve(base, rec.get("labels", "")),
+        video=video,
+        frames_dir=_resolve(base, rec.get("frames_dir", "")),
+    )
+    row.count_annotated()
     if not video or not Path(video).is_file():
-        status = "missing_video" if status == "ok" else status
-        errors.append(f"video not found: {video or '(empty)'}")
+        row.problem("missing_video", f"video not found: {video or '(empty)'}")
     elif probe:
         try:
             counts = probe_counts(video)
-            fps, n_frames = counts.fps, counts.n_frames
+            row.fps, row.n_frames = counts.fps, counts.n_frames
         except VideoProbeError as exc:
-            status = "bad_video" if status == "ok" else status
-            errors.append(str(exc))
-    return {
-        "track_id": tid,
-        "video_id": Path(video).stem if video else tid,
-        "split": split,
-        "video": video,
-        "frames_dir": frames_dir,
-        "side": side,
-        "labels": labels,
-        "n_annotated": n_annotated,
-        "n_valid": count_frames(frames_dir) if frames_dir else -1,
-        "fps": fps,
-        "n_frames": n_frames,
-        "status": status,
-        "error": "; ".join(errors),
-    }
+            row.problem("bad_video", str(exc))
+    return row.as_dict()

@@ -46,7 +46,11 @@ def anchor_points(landmarks: np.ndarray) -> np.ndarray:
     """Right-eye centre, left-eye centre and mouth centre of (..., 68, 2) landmarks -> (..., 3, 2)."""
     lm = np.asarray(landmarks, dtype=np.float32)
     return np.stack(
-        [lm[..., RIGHT_EYE, :].mean(-2), lm[..., LEFT_EYE, :].mean(-2), lm[..., OUTER_LIPS, :].mean(-2)],
+        [
+            lm[..., RIGHT_EYE, :].mean(-2),
+            lm[..., LEFT_EYE, :].mean(-2),
+            lm[..., OUTER_LIPS, :].mean(-2),
+        ],
         axis=-2,
     )
 

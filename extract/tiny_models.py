@@ -101,7 +101,10 @@ def _wavlm(path: str) -> None:
     ).save_pretrained(path)
 
 
-def _whisper(path: str) -> None:
+def _whisper(path: str, zero_positions: bool = False) -> None:
+    """`zero_positions`: without position embeddings, silent frames are identical and
+    sounds stand out wherever they are (what the audio alignment tests look for)."""
+    import torch
     from transformers import WhisperConfig, WhisperFeatureExtractor, WhisperModel
 
     _seed()
@@ -124,16 +127,25 @@ def _whisper(path: str) -> None:
         suppress_tokens=[],
         begin_suppress_tokens=[],
     )
-    WhisperModel(cfg).save_pretrained(path)
+    model = WhisperModel(cfg)
+    if zero_positions:
+        with torch.no_grad():
+            model.encoder.embed_positions.weight.zero_()
+    model.save_pretrained(path)
     WhisperFeatureExtractor(feature_size=80).save_pretrained(path)
 
 
 def write_tiny_models(
-    out_dir: str | os.PathLike, names: tuple[str, ...] = TINY_NAMES, size: str = "test"
+    out_dir: str | os.PathLike,
+    names: tuple[str, ...] = TINY_NAMES,
+    size: str = "test",
+    *,
+    zero_whisper_positions: bool = False,
 ) -> dict[str, str]:
     """Write tiny random models under out_dir/<name>; returns name -> folder path.
 
-    `size` is "test" (smallest) or "demo" (a finer DINOv2 patch grid for the synthetic world).
+    `size` is "test" (smallest) or "demo" (a finer DINOv2 patch grid for the synthetic world);
+    `zero_whisper_positions` writes a Whisper without position embeddings.
     """
     from transformers.utils import logging as hf_logging
 
@@ -145,7 +157,7 @@ def write_tiny_models(
         "dinov2_registers": lambda p: _dinov2(p, registers=True, size=size),
         "convnext": _convnext,
         "wavlm": _wavlm,
-        "whisper": _whisper,
+        "whisper": lambda p: _whisper(p, zero_positions=zero_whisper_positions),
     }
     unknown = set(names) - set(writers)
     if unknown:

@@ -75,6 +75,21 @@ class Track:
     note: str = ""
     # per-token scales (T, h, w) of int8 token arrays kept quantised in memory
     scales: dict[str, np.ndarray] = field(default_factory=dict)
+    # per-key mean feature (...) subtracted from every frame when data.normalize = "track"
+    means: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+NORMALIZED_KEYS = ("cls", "patch", "audio", "local")
+
+
+def track_means(reader, track: Track, features: dict[str, str], keys: list[str]) -> None:
+    """Subject normalisation: each feature's mean over the track's frames with a face."""
+    use = track.face_valid if track.face_valid.any() else np.ones(track.n_frames, bool)
+    for key in keys:
+        if key not in NORMALIZED_KEYS:
+            continue
+        values = reader.read(track.track_id, features[key])  # (T, ...) dequantised
+        track.means[key] = values[use].astype(np.float32).mean(0)
 
 
 def required_keys(model: torch.nn.Module, features: dict[str, str]) -> list[str]:
@@ -185,6 +200,10 @@ def load_track(
         if path not in have:
             raise UserError(f"track {tid!r}: store has no array {path!r} (batch key {key!r})")
     track = Track(tid, n, result.labels, face_valid, audio_valid, note=result.note)
+    if cfg.normalize == "track":
+        track_means(reader, track, features, keys)
+    elif cfg.normalize != "none":
+        raise UserError(f"data.normalize must be 'none' or 'track', got {cfg.normalize!r}")
     if read_arrays:
         read_features(reader, track, features, keys)
     return track
@@ -347,6 +366,11 @@ class TensorWindows:
         self.scales = {
             k: cat([t.scales[k] for t in tracks]) for k in keys if tracks and k in tracks[0].scales
         }  # (N + 1, h, w) per-token scales of int8 tokens
+        self.means = {
+            k: torch.from_numpy(np.stack([t.means[k] for t in tracks])).to(self.device)
+            for k in keys
+            if tracks and k in tracks[0].means
+        }  # (n_tracks, ...) per-track mean features (data.normalize = "track")
         self.labels = cat([t.labels for t in tracks], -1)  # (N + 1, 12) int8
         self.face_valid = cat([t.face_valid for t in tracks])  # (N + 1,)
         self.train_ok = cat([train_mask(t, cfg) for t in tracks])  # (N + 1,)
@@ -364,6 +388,8 @@ class TensorWindows:
         batch = {k: v[idx].float() for k, v in self.data.items()}  # (B, T, ...)
         for k, scale in self.scales.items():
             batch[k] = batch[k] * scale[idx].float()[..., None]  # int8 tokens (B, T, h, w, D)
+        for k, mean in self.means.items():
+            batch[k] = batch[k] - mean[ti][:, None]  # (B, T, ...) minus the track's mean
         batch["mask"] = inside
         batch["face_valid"] = self.face_valid[idx] & inside
         batch["train_mask"] = self.train_ok[idx] & inside
@@ -385,6 +411,8 @@ def _window_item(track: Track, arrays: dict[str, np.ndarray], start: int, window
 
     inside = np.zeros(window, bool)
     inside[:n] = True
+    arrays = {k: v.astype(np.float32) - track.means[k] if k in track.means else v
+              for k, v in arrays.items()}
     item = {k: torch.from_numpy(pad(v).astype(np.float32)) for k, v in arrays.items()}
     item["mask"] = torch.from_numpy(inside)
     item["face_valid"] = torch.from_numpy(pad(track.face_valid[sl]))

@@ -14,7 +14,6 @@ from __future__ import annotations
 from typing import Any
 
 from extract.encoders.base import register_visual_encoder
-from extract.encoders.hf_source import ModelSourceError, check_source, load_pretrained
 from extract.encoders.visual_base import VisualEncoder
 
 EXAMPLE_ID = "facebook/convnext-base-224"
@@ -24,6 +23,9 @@ LOCAL_MODES = ("map", "crops", "none")
 
 class ConvNextEncoder(VisualEncoder):
     name = "convnext"
+    what = "ConvNeXt"
+    example_id = EXAMPLE_ID
+    model_types = MODEL_TYPES
 
     def __init__(self, model: Any, source: str, *, local: str = "map", **kwargs: Any) -> None:
         if local not in LOCAL_MODES:
@@ -77,22 +79,8 @@ def load_convnext(
     batch_size: int = 64,
 ) -> ConvNextEncoder:
     """ConvNeXt from a hub id or a local folder; `layer` is accepted for symmetry and must be None."""
-    from transformers import AutoModel
-
     if layer is not None:
         raise ValueError("the convnext encoder reads the last stage only; leave layer unset")
-    source = check_source(source, "ConvNeXt", EXAMPLE_ID)
-    model = load_pretrained(AutoModel, source, "ConvNeXt", EXAMPLE_ID)
-    if model.config.model_type not in MODEL_TYPES:
-        raise ModelSourceError(
-            f"{source!r} is a {model.config.model_type!r} model, not ConvNeXt ({MODEL_TYPES})"
-        )
-    return ConvNextEncoder(
-        model,
-        source,
-        local=local,
-        device=device,
-        crop_size=crop_size,
-        dtype=dtype,
-        batch_size=batch_size,
+    return ConvNextEncoder.from_source(
+        source, local=local, device=device, crop_size=crop_size, dtype=dtype, batch_size=batch_size
     )

@@ -13,7 +13,6 @@ from __future__ import annotations
 from typing import Any
 
 from extract.encoders.base import register_visual_encoder
-from extract.encoders.hf_source import ModelSourceError, check_source, load_pretrained
 from extract.encoders.visual_base import VisualEncoder
 
 EXAMPLE_ID = "facebook/dinov2-base"
@@ -22,6 +21,9 @@ MODEL_TYPES = ("dinov2", "dinov2_with_registers")
 
 class Dinov2Encoder(VisualEncoder):
     name = "dinov2"
+    what = "DINOv2"
+    example_id = EXAMPLE_ID
+    model_types = MODEL_TYPES
 
     def __init__(self, model: Any, source: str, *, layer: int | None = None, **kwargs: Any) -> None:
         cfg = model.config
@@ -68,20 +70,6 @@ def load_dinov2(
     batch_size: int = 64,
 ) -> Dinov2Encoder:
     """DINOv2 from a hub id or a local folder (see module docstring for `layer`)."""
-    from transformers import AutoModel
-
-    source = check_source(source, "DINOv2", EXAMPLE_ID)
-    model = load_pretrained(AutoModel, source, "DINOv2", EXAMPLE_ID)
-    if model.config.model_type not in MODEL_TYPES:
-        raise ModelSourceError(
-            f"{source!r} is a {model.config.model_type!r} model, not DINOv2 ({MODEL_TYPES})"
-        )
-    return Dinov2Encoder(
-        model,
-        source,
-        layer=layer,
-        device=device,
-        crop_size=crop_size,
-        dtype=dtype,
-        batch_size=batch_size,
+    return Dinov2Encoder.from_source(
+        source, layer=layer, device=device, crop_size=crop_size, dtype=dtype, batch_size=batch_size
     )

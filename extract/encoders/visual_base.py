@@ -13,7 +13,12 @@ from typing import Any
 
 import numpy as np
 
-from extract.encoders.hf_source import read_source_json
+from extract.encoders.hf_source import (
+    ModelSourceError,
+    check_source,
+    load_pretrained,
+    read_source_json,
+)
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -56,6 +61,23 @@ class VisualEncoder:
     """Base class: preprocessing, batching, autocast; subclasses implement `_forward`."""
 
     name = "visual"
+    what = "visual"  # model family named in errors, e.g. "DINOv2"
+    example_id = ""  # hub id named in the error for a missing model
+    model_types: tuple[str, ...] = ()  # config.model_type values this class accepts
+
+    @classmethod
+    def from_source(cls, source: str, **kwargs: Any) -> VisualEncoder:
+        """Load the model behind a hub id or folder, check it is of this family, wrap it."""
+        from transformers import AutoModel
+
+        source = check_source(source, cls.what, cls.example_id)
+        model = load_pretrained(AutoModel, source, cls.what, cls.example_id)
+        if model.config.model_type not in cls.model_types:
+            raise ModelSourceError(
+                f"{source!r} is a {model.config.model_type!r} model, "
+                f"not {cls.what} ({cls.model_types})"
+            )
+        return cls(model, source, **kwargs)
 
     def __init__(
         self,

@@ -15,45 +15,35 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from extract.encoders.audio_model_run import inference_context, parse_layers, select_hidden
-from extract.encoders.audio_windows import plan_windows, run_in_windows
+from extract.encoders.audio_model_run import AudioWindowConfig, WindowedAudioEncoder, parse_layers
 from extract.encoders.base import register_audio_encoder
-from extract.encoders.hf_source import load_pretrained, source_fields
+from extract.encoders.hf_source import source_fields
 
 EXAMPLE_ID = "microsoft/wavlm-base-plus"  # named in the error that says how to get a model
 
 
 @dataclass(frozen=True)
-class WavLMEncoderConfig:
+class WavLMEncoderConfig(AudioWindowConfig):
     window_s: float = 20.0  # analysis window (s); bounds memory, attention context per frame
     overlap_s: float = 2.0  # overlap between windows (s); seams sit in its middle
-    batch_size: int = 1  # windows of equal length per forward pass
-    revision: str | None = None  # hub revision (branch, tag or commit); None = default
 
 
-class WavLMEncoder:
+class WavLMEncoder(WindowedAudioEncoder):
     name = "wavlm"
-    sr = 16000
+    what = "WavLM"
+    example_id = EXAMPLE_ID
+    config_class = WavLMEncoderConfig
 
-    def __init__(
-        self,
-        source: str,
-        device: str = "cpu",
-        layers=None,
-        config: WavLMEncoderConfig | None = None,
-    ):
+    def _load_model(self, layers) -> None:
         from transformers import Wav2Vec2FeatureExtractor, WavLMModel
 
-        self.config = config or WavLMEncoderConfig()
-        self.source, self.device = str(source), device
-        rev = {"revision": self.config.revision} if self.config.revision else {}
-        model = load_pretrained(WavLMModel, self.source, "WavLM", EXAMPLE_ID, **rev)
+        model = self.load(WavLMModel)
         try:
-            fe = Wav2Vec2FeatureExtractor.from_pretrained(self.source, **rev)
+            fe = Wav2Vec2FeatureExtractor.from_pretrained(self.source, **self.pretrained_kwargs)
             self.normalize = bool(fe.do_normalize)
         except OSError:  # older checkpoints ship no preprocessor config; WavLM normalises
             self.normalize = True
-        self.model = model.to(device).eval()
+        self.model = model.to(self.device).eval()
         mc = model.config
         self.layers = parse_layers(layers, mc.num_hidden_layers)
         self.dim = int(mc.hidden_size)
@@ -63,21 +53,11 @@ class WavLMEncoder:
             rf += (k - 1) * jump
             jump *= s
         self.receptive_field = rf  # samples seen by one output frame (400)
+        self.window = int(round(self.config.window_s * self.sr))
         self.identity = source_fields(self.source, model)
 
-    def fingerprint_fields(self) -> dict:
-        return {
-            "encoder": self.name,
-            **self.identity,
-            "layers": "last" if self.layers is None else list(self.layers),
-            "sample_rate": self.sr,
-            "window_s": self.config.window_s,
-            "overlap_s": self.config.overlap_s,
-            "normalize": self.normalize,
-            "stride": self.stride,
-            "receptive_field": self.receptive_field,
-            "dim": self.dim,
-        }
+    def encoder_fields(self) -> dict:
+        return {"normalize": self.normalize, "receptive_field": self.receptive_field}
 
     def n_frames(self, n_samples: int) -> int:
         if n_samples < self.receptive_field:
@@ -88,6 +68,25 @@ class WavLMEncoder:
         first = np.arange(self.n_frames(n_samples), dtype=np.float64) * self.stride  # (N,)
         return start + first / self.sr, start + (first + self.receptive_field) / self.sr
 
+    def overlap_samples(self) -> int:
+        overlap = super().overlap_samples()
+        if overlap < self.receptive_field:
+            raise ValueError(
+                f"wavlm overlap_s={self.config.overlap_s} is shorter than one frame's receptive "
+                f"field ({self.receptive_field} samples); frames at the seams would be lost"
+            )
+        return overlap
+
+    def _frame_centre(self, j: np.ndarray) -> np.ndarray:
+        return j * self.stride + self.receptive_field // 2
+
+    def _window_runner(self, x: np.ndarray):
+        shift, scale = 0.0, 1.0
+        if self.normalize:  # the feature extractor's per-input normalisation, over the track
+            mean, var = _mean_var(x)
+            shift, scale = mean, 1.0 / np.sqrt(var + 1e-7)
+        return lambda group: self._run(x, group, shift, scale)
+
     def _run(self, x: np.ndarray, windows, shift: float = 0.0, scale: float = 1.0):
         """Encode a group of equal-length windows of `(x - shift) * scale`; list of (n, D)."""
         import torch
@@ -96,49 +95,8 @@ class WavLMEncoder:
         if shift != 0.0 or scale != 1.0:
             batch = ((batch - shift) * scale).astype(np.float32)  # (B, L)
         inp = torch.from_numpy(batch).to(self.device)  # (B, L)
-        with inference_context(self.device):
-            out = self.model(input_values=inp, output_hidden_states=self.layers is not None)
-            h = select_hidden(out, self.layers)  # (B, N, D)
+        h = self.hidden_states(self.model, input_values=inp)  # (B, N, D)
         return list(h.float().cpu().numpy())
-
-    def encode(self, audio) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """AudioTrack -> feats float32 (N, D), starts (N,), ends (N,) seconds (container time).
-
-        An invalid track gives zeros on the same time grid without running the model.
-        """
-        if audio.sr != self.sr:
-            raise ValueError(f"wavlm expects {self.sr} Hz audio, got {audio.sr}")
-        starts, ends = self.frame_times(audio.n_samples, audio.start)
-        n = starts.shape[0]
-        if not audio.valid or n == 0:
-            return np.zeros((n, self.dim), np.float32), starts, ends
-        x = np.asarray(audio.samples, np.float32)  # (S,)
-        shift, scale = 0.0, 1.0
-        if self.normalize:  # the feature extractor's per-input normalisation, over the track
-            mean, var = _mean_var(x)
-            shift, scale = mean, 1.0 / np.sqrt(var + 1e-7)
-        overlap = int(round(self.config.overlap_s * self.sr))
-        if overlap < self.receptive_field:
-            raise ValueError(
-                f"wavlm overlap_s={self.config.overlap_s} is shorter than one frame's receptive "
-                f"field ({self.receptive_field} samples); frames at the seams would be lost"
-            )
-        windows = plan_windows(
-            x.shape[0], int(round(self.config.window_s * self.sr)), overlap, self.stride
-        )
-        try:
-            feats = run_in_windows(
-                windows,
-                self.config.batch_size,
-                lambda group: self._run(x, group, shift, scale),
-                lambda j: j * self.stride + self.receptive_field // 2,
-                self.stride,
-                n,
-                self.dim,
-            )  # (N, D)
-        except RuntimeError as err:
-            raise RuntimeError(f"wavlm on {audio.source or 'audio'}: {err}") from err
-        return feats, starts, ends
 
 
 def _mean_var(x: np.ndarray, block: int = 1 << 20) -> tuple[float, float]:

@@ -16,45 +16,34 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from extract.encoders.audio_model_run import inference_context, parse_layers, select_hidden
-from extract.encoders.audio_windows import plan_windows, run_in_windows
+from extract.encoders.audio_model_run import AudioWindowConfig, WindowedAudioEncoder, parse_layers
 from extract.encoders.base import register_audio_encoder
-from extract.encoders.hf_source import load_pretrained, source_fields
+from extract.encoders.hf_source import source_fields
 
 EXAMPLE_ID = "openai/whisper-small"  # named in the error that says how to get a model
 
 
 @dataclass(frozen=True)
-class WhisperEncoderConfig:
+class WhisperEncoderConfig(AudioWindowConfig):
     window_s: float = 30.0  # window of real audio (s), at most the model's 30 s input
     overlap_s: float = 5.0  # overlap between windows (s); seams sit in its middle
     batch_size: int = 1  # windows per forward pass (all are padded to 30 s)
-    revision: str | None = None  # hub revision (branch, tag or commit); None = default
 
 
-class WhisperEncoder:
+class WhisperEncoder(WindowedAudioEncoder):
     name = "whisper"
-    sr = 16000
+    what = "Whisper"
+    example_id = EXAMPLE_ID
+    config_class = WhisperEncoderConfig
 
-    def __init__(
-        self,
-        source: str,
-        device: str = "cpu",
-        layers=None,
-        config: WhisperEncoderConfig | None = None,
-    ):
+    def _load_model(self, layers) -> None:
         from transformers import WhisperFeatureExtractor, WhisperModel
 
-        self.config = config or WhisperEncoderConfig()
-        self.source, self.device = str(source), device
-        rev = {"revision": self.config.revision} if self.config.revision else {}
-        model = load_pretrained(WhisperModel, self.source, "Whisper", EXAMPLE_ID, **rev)
-        self.fe = load_pretrained(
-            WhisperFeatureExtractor, self.source, "Whisper", EXAMPLE_ID, **rev
-        )
+        model = self.load(WhisperModel)
+        self.fe = self.load(WhisperFeatureExtractor)
         self.identity = source_fields(self.source, model)
         mc = model.config
-        self.encoder = model.get_encoder().to(device).eval()
+        self.encoder = model.get_encoder().to(self.device).eval()
         del model  # the decoder is not needed
         self.layers = parse_layers(layers, mc.encoder_layers)
         self.dim = int(mc.d_model)
@@ -68,17 +57,9 @@ class WhisperEncoder:
             )
         self.window = min(int(round(self.config.window_s * self.sr)), self.input_samples)
 
-    def fingerprint_fields(self) -> dict:
-        return {
-            "encoder": self.name,
-            **self.identity,
-            "layers": "last" if self.layers is None else list(self.layers),
-            "sample_rate": self.sr,
-            "window_s": self.window / self.sr,
-            "overlap_s": self.config.overlap_s,
-            "stride": self.stride,
-            "dim": self.dim,
-        }
+    @property
+    def window_s(self) -> float:
+        return self.window / self.sr  # capped at the model's 30 s input
 
     def n_frames(self, n_samples: int) -> int:
         return -(-n_samples // self.stride)  # frames whose centre lies inside the track
@@ -88,47 +69,22 @@ class WhisperEncoder:
         half = self.stride / 2
         return start + (centre - half) / self.sr, start + (centre + half) / self.sr
 
-    def _run(self, x: np.ndarray, windows) -> list[np.ndarray]:
+    def _frame_centre(self, j: np.ndarray) -> np.ndarray:
+        return j * self.stride
 
+    def _window_runner(self, x: np.ndarray):
+        return lambda group: self._run(x, group)
+
+    def _run(self, x: np.ndarray, windows) -> list[np.ndarray]:
         segs = [x[w.start : w.stop] for w in windows]
         mel = self.fe(
             segs, sampling_rate=self.sr, padding="max_length", return_tensors="pt"
         ).input_features  # (B, 80, 3000)
         mel = mel.to(self.device, dtype=next(self.encoder.parameters()).dtype)
-        with inference_context(self.device):
-            out = self.encoder(mel, output_hidden_states=self.layers is not None)
-            h = select_hidden(out, self.layers).float().cpu().numpy()  # (B, 1500, D)
+        h = self.hidden_states(self.encoder, input_features=mel)  # (B, 1500, D)
+        h = h.float().cpu().numpy()
         # drop the frames over the padding: keep those centred on real samples
         return [h[b, : self.n_frames(s.shape[0])] for b, s in enumerate(segs)]
-
-    def encode(self, audio) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """AudioTrack -> feats float32 (N, D), starts (N,), ends (N,) seconds (container time).
-
-        An invalid track gives zeros on the same time grid without running the model.
-        """
-        if audio.sr != self.sr:
-            raise ValueError(f"whisper expects {self.sr} Hz audio, got {audio.sr}")
-        starts, ends = self.frame_times(audio.n_samples, audio.start)
-        n = starts.shape[0]
-        if not audio.valid or n == 0:
-            return np.zeros((n, self.dim), np.float32), starts, ends
-        x = np.asarray(audio.samples, np.float32)  # (S,)
-        windows = plan_windows(
-            x.shape[0], self.window, int(round(self.config.overlap_s * self.sr)), self.stride
-        )
-        try:
-            feats = run_in_windows(
-                windows,
-                self.config.batch_size,
-                lambda group: self._run(x, group),
-                lambda j: j * self.stride,
-                self.stride,
-                n,
-                self.dim,
-            )  # (N, D)
-        except RuntimeError as err:
-            raise RuntimeError(f"whisper on {audio.source or 'audio'}: {err}") from err
-        return feats, starts, ends
 
 
 @register_audio_encoder("whisper")

@@ -123,9 +123,7 @@ class Extractor:
         self.stage = "probe"
         self.group_fields = self._group_fields()
         models = {g: f for g, f in self.group_fields.items() if g.startswith(("visual/", "audio/"))}
-        self.writer = StoreWriter(
-            store, create=True, extractor_config=cfg.to_dict(), models=models
-        )
+        self.writer = StoreWriter(store, create=True, extractor_config=cfg.to_dict(), models=models)
         # {group: fingerprint}; registering is idempotent and refuses differing fields
         self.fingerprints = {
             group: self.writer.register_group(group, fields=fields)

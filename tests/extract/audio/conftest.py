@@ -126,52 +126,9 @@ def make_case(tmp_path, kind: str):
 
 @pytest.fixture(scope="session")
 def tiny_audio_models(tmp_path_factory):
-    """Tiny random WavLM and Whisper folders written with save_pretrained."""
-    import torch
-    from transformers import (
-        Wav2Vec2FeatureExtractor,
-        WavLMConfig,
-        WavLMModel,
-        WhisperConfig,
-        WhisperFeatureExtractor,
-        WhisperModel,
-    )
+    """Tiny random WavLM and Whisper folders written with save_pretrained; the Whisper has
+    no position embeddings, so silent frames are identical and bursts stand out."""
+    from extract.tiny_models import write_tiny_models
 
     root = tmp_path_factory.mktemp("audio_models")
-    torch.manual_seed(0)
-    wavlm = WavLMConfig(
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        conv_dim=(16,) * 7,
-        num_conv_pos_embeddings=16,
-        num_conv_pos_embedding_groups=4,
-    )
-    WavLMModel(wavlm).save_pretrained(root / "wavlm")
-    Wav2Vec2FeatureExtractor(do_normalize=True, return_attention_mask=False).save_pretrained(
-        root / "wavlm"
-    )
-    whisper = WhisperConfig(
-        d_model=32,
-        encoder_layers=2,
-        decoder_layers=1,
-        encoder_attention_heads=2,
-        decoder_attention_heads=2,
-        encoder_ffn_dim=64,
-        decoder_ffn_dim=64,
-        num_mel_bins=80,
-        max_source_positions=1500,
-        max_target_positions=16,
-        vocab_size=64,
-        pad_token_id=0,
-        bos_token_id=1,
-        eos_token_id=2,
-        decoder_start_token_id=1,
-    )
-    model = WhisperModel(whisper)
-    with torch.no_grad():  # no positions: silent frames are then identical, bursts stand out
-        model.encoder.embed_positions.weight.zero_()
-    model.save_pretrained(root / "whisper")
-    WhisperFeatureExtractor(feature_size=80).save_pretrained(root / "whisper")
-    return {"wavlm": str(root / "wavlm"), "whisper": str(root / "whisper")}
+    return write_tiny_models(root, ("wavlm", "whisper"), zero_whisper_positions=True)
