@@ -17,6 +17,8 @@ import sys
 import time
 from pathlib import Path
 
+from bench.proving_ground import SYNTH_OVERRIDES
+
 
 def _run(cmd: list[str], env: dict[str, str]) -> None:
     print(f"\n$ {' '.join(shlex.quote(c) for c in cmd)}", flush=True)
@@ -115,27 +117,34 @@ def main(argv: list[str] | None = None) -> int:
                 str(out / "ablation"),
                 "--seeds",
                 str(args.seeds),
+                "--set",
+                *SYNTH_OVERRIDES,
             ],
             env,
         )
         ablation_csv = out / "ablation" / "ablation.csv"
-    _run(
-        [
-            py,
-            "-m",
-            "train",
-            "fit",
-            "--store",
-            str(store),
-            "--manifest",
-            str(manifest),
-            "--recipe",
-            "abaw10",
-            "--out",
-            str(run_dir),
-        ],
-        env,
-    )
+        # the last row (+ASL) is the full abaw10 recipe: evaluate, predict and report with it
+        run_dir = out / "ablation" / "4_ASL" / "seed0"
+    else:
+        _run(
+            [
+                py,
+                "-m",
+                "train",
+                "fit",
+                "--store",
+                str(store),
+                "--manifest",
+                str(manifest),
+                "--recipe",
+                "abaw10",
+                "--out",
+                str(run_dir),
+                "--set",
+                *SYNTH_OVERRIDES,
+            ],
+            env,
+        )
     _run([py, "-m", "train", "eval", str(run_dir), "--split", "val"], env)
     _run(
         [

@@ -411,8 +411,10 @@ def _window_item(track: Track, arrays: dict[str, np.ndarray], start: int, window
 
     inside = np.zeros(window, bool)
     inside[:n] = True
-    arrays = {k: v.astype(np.float32) - track.means[k] if k in track.means else v
-              for k, v in arrays.items()}
+    arrays = {
+        k: v.astype(np.float32) - track.means[k] if k in track.means else v
+        for k, v in arrays.items()
+    }
     item = {k: torch.from_numpy(pad(v).astype(np.float32)) for k, v in arrays.items()}
     item["mask"] = torch.from_numpy(inside)
     item["face_valid"] = torch.from_numpy(pad(track.face_valid[sl]))
@@ -546,7 +548,7 @@ def predict_probs(
     out: dict[str, np.ndarray] = {}
     for t in tracks:
         if not all(k in t.arrays for k in keys):
-            t = Track(t.track_id, t.n_frames, t.labels, t.face_valid, t.audio_valid)
+            t = Track(t.track_id, t.n_frames, t.labels, t.face_valid, t.audio_valid, means=t.means)
             read_features(reader, t, features, keys)
         tw = TensorWindows([t], keys, cfg, device=device)
         logits = predict_track_logits(model, tw, 0, cfg, batch_size, autocast_dtype)

@@ -19,18 +19,25 @@ _DINO_WAVLM = {
     "audio": "audio/wavlm",
 }
 
+# Shared by every recipe: subject normalisation (each track's mean feature removed) and a
+# schedule long enough for heads trained from scratch on a few hours of video.
+_DATA = {"normalize": "track"}
+_OPTIM = {"epochs": 30, "weight_decay": 0.1}
+
 RECIPES: dict[str, dict[str, Any]] = {
     # Frame-wise MLP on DINOv2 CLS features, no audio, no time context, BCE.
     "baseline": {
-        "data": {"features": {"cls": "visual/dinov2/cls"}},
+        "data": {"features": {"cls": "visual/dinov2/cls"}, **_DATA},
         "model": {"name": "frame_mlp", "hidden": 256, "dropout": 0.1, "use_audio": False},
         "loss": {"name": "bce"},
+        "optim": dict(_OPTIM),
     },
     # ABAW10 winner: DINOv2 patch tokens + CLS, WavLM audio, HGA, audio-guided SSM, ASL.
     "abaw10": {
-        "data": {"features": dict(_DINO_WAVLM), "window": 64, "stride": 32},
-        "model": {"name": "hga_agssm"},
+        "data": {"features": dict(_DINO_WAVLM), "window": 64, "stride": 32, **_DATA},
+        "model": {"name": "hga_agssm", "pool": "flat"},
         "loss": {"name": "asl"},
+        "optim": dict(_OPTIM),
     },
     # ABAW8 entry: ConvNeXt + Whisper, multi-scale fusion, TCN, MLP 512, BCE, 6 folds, hard vote.
     "abaw8": {
@@ -38,9 +45,11 @@ RECIPES: dict[str, dict[str, Any]] = {
             "features": {"cls": "visual/convnext/cls", "audio": "audio/whisper"},
             "window": 64,
             "stride": 32,
+            **_DATA,
         },
         "model": {"name": "fusion_tcn", "hidden": 512},
         "loss": {"name": "bce"},
+        "optim": dict(_OPTIM),
         "folds": {"k": 6, "combine": "vote"},
     },
 }
@@ -63,14 +72,24 @@ ABLATIONS: dict[str, list[tuple[str, dict[str, Any]]]] = {
                 "abaw10",
                 model={"name": "frame_mlp", "hidden": 256, "dropout": 0.1, "use_audio": True},
                 loss={"name": "bce"},
-                data={"features": {"cls": "visual/dinov2/cls", "audio": "audio/wavlm"}},
+                data={
+                    "features": {"cls": "visual/dinov2/cls", "audio": "audio/wavlm"},
+                    **_DATA,
+                },
             ),
         ),
         (
             "+HGA",
-            _row("abaw10", model={"name": "hga_mlp", "use_audio": True}, loss={"name": "bce"}),
+            _row(
+                "abaw10",
+                model={"name": "hga_mlp", "use_audio": True, "pool": "flat"},
+                loss={"name": "bce"},
+            ),
         ),
-        ("+AG-SSM", _row("abaw10", model={"name": "hga_agssm"}, loss={"name": "bce"})),
+        (
+            "+AG-SSM",
+            _row("abaw10", model={"name": "hga_agssm", "pool": "flat"}, loss={"name": "bce"}),
+        ),
         ("+ASL", _row("abaw10")),
     ],
 }

@@ -195,3 +195,30 @@ def test_folds_fit_eval_predict(dataset):
     assert len(metrics["fold_mean_f1"]) == 2
     assert main(["predict", str(run), "--out", str(root / "fold_pred")]) == 0
     assert (root / "fold_pred" / "predictions.txt").exists()
+
+
+def test_track_normalisation_is_applied_alike_in_fit_and_eval(dataset):
+    """With data.normalize=track, eval scores exactly what the loop scored on validation."""
+    root, store, manifest = dataset
+    run = root / "run_norm"
+    args = [
+        "fit",
+        "--store",
+        store,
+        "--manifest",
+        manifest,
+        "--recipe",
+        "baseline",
+        "--out",
+        str(run),
+        "--no-progress",
+        "--set",
+        *SMALL,
+        "optim.epochs=3",
+        "data.normalize=track",
+    ]
+    assert main(args) == 0
+    history = [json.loads(x) for x in (run / "history.jsonl").read_text().splitlines()]
+    assert main(["eval", str(run)]) == 0
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["mean_f1"] == pytest.approx(max(h["val_mean_f1"] for h in history), abs=1e-6)
