@@ -9,7 +9,8 @@ positive. Checks (all on the validation split):
 
 - the full system (+ASL) beats the all-positive predictor by at least 0.25 mean F1;
 - HGA beats pooled features (+FM) on the region-local AUs;
-- audio guidance (+AG-SSM) helps AU25/AU26 over +HGA;
+- audio helps AU25/AU26: +FM (CLS + audio) over the baseline (CLS alone), and audio guidance
+  (+AG-SSM) over +HGA;
 - temporal modelling (+AG-SSM) helps under frame noise: mean F1 over +HGA.
 
 Writes bench/results/proving_ground.md (the table and the margins) and prints it.
@@ -81,6 +82,12 @@ def checks(table: pd.DataFrame, trivial: dict[str, float]) -> list[tuple[str, fl
             mean("+HGA", REGION_LOCAL_AUS),
             mean("+FM", REGION_LOCAL_AUS),
             mean("+HGA", REGION_LOCAL_AUS) > mean("+FM", REGION_LOCAL_AUS),
+        ),
+        (
+            "audio (+FM) over no audio (baseline) on AU25/AU26",
+            mean("+FM", AUDIO_AUS),
+            mean("baseline", AUDIO_AUS),
+            mean("+FM", AUDIO_AUS) > mean("baseline", AUDIO_AUS),
         ),
         (
             "+AG-SSM over +HGA on AU25/AU26",

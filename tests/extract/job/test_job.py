@@ -210,3 +210,34 @@ def test_a_corrupt_file_costs_one_track(world, tmp_path, capsys):
     ]
     assert [r["track"] for r in records] == ["corrupt_track"]
     assert records[0]["stage"] and records[0]["error"]
+
+
+def test_gpu_out_of_memory_retries_with_smaller_batches():
+    """An encoder that runs out of memory above 3 frames still encodes every frame, in halves."""
+    from extract.job.runner import _encode_with_oom_retry
+
+    class OutOfMemoryError(RuntimeError):  # the name torch.cuda raises
+        pass
+
+    seen = []
+
+    def encode(crops):
+        seen.append(len(crops))
+        if len(crops) > 3:
+            raise OutOfMemoryError("CUDA out of memory")
+        return {"cls": crops.reshape(len(crops), -1)[:, :2].astype(np.float32)}
+
+    crops = np.arange(10 * 4).reshape(10, 2, 2, 1)
+    out = _encode_with_oom_retry(encode, crops)
+    np.testing.assert_array_equal(out["cls"], crops.reshape(10, -1)[:, :2])
+    assert seen[0] == 10 and max(seen[1:]) <= 5
+
+
+def test_other_errors_are_not_retried():
+    from extract.job.runner import _encode_with_oom_retry
+
+    def encode(crops):
+        raise ValueError("bad input")
+
+    with pytest.raises(ValueError, match="bad input"):
+        _encode_with_oom_retry(encode, np.zeros((4, 2, 2, 3)))
