@@ -19,10 +19,10 @@ def test_defaults_recipe_then_overrides():
         ],
     )
     assert cfg.optim.lr == 3e-4 and cfg.optim.epochs == 3 and isinstance(cfg.optim.epochs, int)
-    assert cfg.model == {"name": "hga_agssm", "hidden": 64}
+    assert cfg.model == {"name": "hga_agssm", "pool": "flat", "hidden": 64}
     assert cfg.data.features["audio"] == "audio/x" and "rois" not in cfg.data.features
     assert cfg.imbalance.pos_weight == "none" and cfg.recipe == "abaw10"
-    assert RECIPES["abaw10"]["model"] == {"name": "hga_agssm"}  # recipe untouched
+    assert RECIPES["abaw10"]["model"] == {"name": "hga_agssm", "pool": "flat"}  # untouched
 
 
 def test_bad_keys_are_named():
