@@ -20,11 +20,12 @@ $(STAMP): pyproject.toml Makefile
 	fi
 	@$(BIN)/python -m pip install -q -e ".[dev,s3]"
 	@# face-alignment (and mediapipe) pull in their own GUI OpenCV; keep exactly one, headless, <5.
-	@if $(BIN)/python -m pip show -q opencv-python >/dev/null 2>&1 || \
-	    $(BIN)/python -m pip show -q opencv-contrib-python >/dev/null 2>&1; then \
-		$(BIN)/python -m pip uninstall -q -y opencv-python opencv-contrib-python; \
-		$(BIN)/python -m pip install -q --force-reinstall --no-deps "opencv-python-headless>=4.8,<5"; \
-	fi
+	@for gui in opencv-python opencv-contrib-python; do \
+		if $(BIN)/python -m pip show -q $$gui >/dev/null 2>&1; then \
+			$(BIN)/python -m pip uninstall -q -y $$gui; \
+			$(BIN)/python -m pip install -q --force-reinstall --no-deps "opencv-python-headless>=4.8,<5"; \
+		fi; \
+	done
 	@touch $(STAMP)
 	@echo "setup done: $(VENV)"
 
