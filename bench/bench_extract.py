@@ -84,6 +84,16 @@ def main(argv: list[str] | None = None) -> int:
                 "--visual-input",
                 "video",
             ],
+            "video decode, template, detector every 5 frames": [
+                "--visual",
+                f"dinov2={m / 'dinov2'}",
+                "--audio",
+                f"wavlm={m / 'wavlm'}",
+                "--visual-input",
+                "video",
+                "--detect-every",
+                "5",
+            ],
         }
         for label, extra in setups.items():
             cmd = [
@@ -118,6 +128,14 @@ def main(argv: list[str] | None = None) -> int:
             f"| {label} | {r['frames']} | {r['end_to_end_fps']} | "
             f"{r['encoder_only_fps']} | {r['ratio']} |"
         )
+    lines += [
+        "",
+        "On CPU with tiny encoders the encoders are nearly free, so the ratio shows the rest of",
+        "the pipeline. From a frames folder (aligned crops) decoding JPEGs and writing dominate;",
+        "from video, OpenCV's face detector on every full frame dominates, and running it every",
+        "k frames with tracking in between (`--detect-every`) is the lever. The encoder-only",
+        "ceiling encodes only frames with a face, as the job does.",
+    ]
     (HERE / "results").mkdir(exist_ok=True)
     (HERE / "results" / "extract.md").write_text("\n".join(lines) + "\n")
     return 0
