@@ -30,9 +30,9 @@ def _run(cmd: list[str], env: dict[str, str]) -> None:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--out", default="demo_out", help="where everything goes")
-    ap.add_argument("--tracks", type=int, default=8, help="synthetic tracks")
+    ap.add_argument("--tracks", type=int, default=16, help="synthetic tracks")
     ap.add_argument("--frames", type=int, default=300, help="frames per track")
-    ap.add_argument("--epochs", type=int, default=20, help="training epochs per run")
+    ap.add_argument("--epochs", type=int, default=30, help="training epochs per run")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--seeds", type=int, default=1, help="seeds per ablation row")
     ap.add_argument("--quick", action="store_true", help="fit one recipe instead of the ablation")
