@@ -23,8 +23,24 @@ class MLPHead(nn.Module):
         return self.net(x)
 
 
+class FeaturesHeadModel(nn.Module):
+    """The model contract: `forward = forward_head(forward_features(batch))`, with the head an
+    MLPHead stored as `self.head`; subclasses define `forward_features`."""
+
+    head: MLPHead
+
+    def forward_features(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward_head(self, feats: torch.Tensor) -> torch.Tensor:
+        return self.head(feats)  # (B, T, n_aus)
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.forward_head(self.forward_features(batch))
+
+
 @register_model("frame_mlp")
-class FrameMLP(nn.Module):
+class FrameMLP(FeaturesHeadModel):
     """The baseline: each frame's CLS feature (optionally with audio) through an MLP, no time context."""
 
     def __init__(
@@ -47,9 +63,3 @@ class FrameMLP(nn.Module):
         if self.use_audio:
             x = torch.cat([x, batch["audio"]], dim=-1)  # (B, T, Dv + Da)
         return self.norm(x)
-
-    def forward_head(self, feats: torch.Tensor) -> torch.Tensor:
-        return self.head(feats)
-
-    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        return self.forward_head(self.forward_features(batch))

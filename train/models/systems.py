@@ -18,7 +18,7 @@ from torch import nn
 from train.models import register_model
 from train.models.ag_ssm import AGSSMBlock
 from train.models.fusion import MultiScaleFusion
-from train.models.heads import MLPHead
+from train.models.heads import FeaturesHeadModel, MLPHead
 from train.models.hga import HGA, roi_pool
 from train.models.tcn import TCN
 
@@ -59,7 +59,7 @@ def _hga_kwargs(
 
 
 @register_model("hga_mlp")
-class HGAMLP(nn.Module):
+class HGAMLP(FeaturesHeadModel):
     """HGA spatial encoder per frame, optionally concatenated with audio, then an MLP head.
 
     kwargs: d_model (HGA width), heads, hga_layers, samples (ROI sample points per side),
@@ -97,15 +97,9 @@ class HGAMLP(nn.Module):
             x = torch.cat([x, batch["audio"].float()], dim=-1)  # (B, T, F + Da)
         return self.norm(x)
 
-    def forward_head(self, feats: torch.Tensor) -> torch.Tensor:
-        return self.head(feats)
-
-    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        return self.forward_head(self.forward_features(batch))
-
 
 @register_model("hga_agssm")
-class HGAAGSSM(nn.Module):
+class HGAAGSSM(FeaturesHeadModel):
     """HGA per frame, then n bidirectional AG-SSM layers over time guided by audio, MLP head.
 
     kwargs: d_model, heads, hga_layers, samples, pool, use_cls (as hga_mlp); n_layers (AG-SSM
@@ -168,15 +162,9 @@ class HGAAGSSM(nn.Module):
             x = layer(x, audio, batch.get("audio_valid"), batch.get("mask"))  # (B, T, d)
         return self.norm(x)
 
-    def forward_head(self, feats: torch.Tensor) -> torch.Tensor:
-        return self.head(feats)
-
-    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        return self.forward_head(self.forward_features(batch))
-
 
 @register_model("fusion_tcn")
-class FusionTCN(nn.Module):
+class FusionTCN(FeaturesHeadModel):
     """ABAW8: visual CLS (+ a local view) and audio -> multi-scale fusion -> TCN -> MLP 512.
 
     kwargs: local (None | "patch": mean of the patch grid | "rois": ROI-pooled patch tokens,
@@ -242,9 +230,3 @@ class FusionTCN(nn.Module):
         mask = batch.get("mask")
         x = self.fusion(feats, mask)  # (B, T, d)
         return self.tcn(x, mask)  # (B, T, C)
-
-    def forward_head(self, feats: torch.Tensor) -> torch.Tensor:
-        return self.head(feats)
-
-    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        return self.forward_head(self.forward_features(batch))
