@@ -42,7 +42,9 @@ def run_bench(
         ext = Extractor(cfg, store)
         (plan,) = ext.plan(one, Shard(0, 1), None)
         # untimed pass: warms caches, models and decoders, and collects the encoder inputs
-        batches = list(ext._visual_batches(plan, _times(plan))) if cfg.visual else []
+        times = _times(plan)
+        n_frames = len(times)
+        batches = list(ext._visual_batches(plan, times)) if cfg.visual else []
         audio = ext._audio_track(plan.row["video"]) if cfg.audio else None
         for name in cfg.visual:  # warm-up
             ext.visual_encoder(name).encode(batches[0]["crops"][:2])
@@ -57,7 +59,6 @@ def run_bench(
             for name in cfg.audio:
                 ext.audio_encoder(name).encode(audio)
         encoder_seconds = time.perf_counter() - t0
-        n_frames = len(_times(plan))
 
         store2 = str(Path(tmp) / "bench2.zarr")
         ext2 = Extractor(cfg, store2)

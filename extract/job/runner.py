@@ -209,6 +209,7 @@ class Extractor:
 
         reader = StoreReader(self.store, consolidated=False)  # the truth, not a snapshot
         complete = set(reader.tracks())
+        unfinished = set(reader.incomplete_tracks())  # left by a killed run: redone whole
         plans: list[TrackPlan] = []
         for i, row in enumerate(manifest.to_dict("records")):
             tid = str(row["track_id"])
@@ -225,7 +226,7 @@ class Extractor:
                 plans.append(TrackPlan(tid, row, wanted, "overwrite", est))
                 continue
             if tid not in complete:
-                reason = "resume" if tid in set(reader.incomplete_tracks()) else "new"
+                reason = "resume" if tid in unfinished else "new"
                 plans.append(TrackPlan(tid, row, wanted, reason, est))
                 continue
             attrs = reader.track_attrs(tid)
@@ -558,11 +559,8 @@ def run_extraction(
     extractor = Extractor(cfg, store, overwrite=overwrite)
     failures = FailureLog(failures_path(store))
     summary = JobSummary()
-    manifest = (
-        manifest[manifest.get("status", "ok").astype(str).isin(["ok", ""])]
-        if "status" in manifest
-        else manifest
-    )
+    if "status" in manifest:  # tracks the manifest marks unusable (missing video, ...) are skipped
+        manifest = manifest[manifest["status"].astype(str).isin(["ok", ""])]
     plans = extractor.plan(manifest, shard, tracks)
     todo = [p for p in plans if p.reason != "skip"]
     summary.skipped = [p.track_id for p in plans if p.reason == "skip"]
