@@ -11,20 +11,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shlex
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 from bench.proving_ground import SYNTH_OVERRIDES
-
-
-def _run(cmd: list[str], env: dict[str, str]) -> None:
-    print(f"\n$ {' '.join(shlex.quote(c) for c in cmd)}", flush=True)
-    t0 = time.perf_counter()
-    subprocess.run(cmd, check=True, env=env)
-    print(f"  ({time.perf_counter() - t0:.0f} s)", flush=True)
+from bench.synthetic_world import prepare, step
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -40,8 +31,7 @@ def main(argv: list[str] | None = None) -> int:
 
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    data, models = out / "data", out / "models"
-    manifest, store = out / "manifest.parquet", out / "features.zarr"
+    store = out / "features.zarr"
     run_dir, pred_dir = out / "runs" / "abaw10", out / "predictions"
     env = dict(os.environ)
     # the demo stays offline: models are tiny random ones written below
@@ -49,125 +39,88 @@ def main(argv: list[str] | None = None) -> int:
     env.setdefault("HF_HOME", str(out / ".cache" / "hf"))
     env.setdefault("TORCH_HOME", str(out / ".cache" / "torch"))
     env.setdefault("MPLCONFIGDIR", str(out / ".cache" / "mpl"))
-    py = sys.executable
     t_start = time.perf_counter()
 
-    if not (data / "synth_truth.json").exists():
-        _run(
-            [
-                py,
-                "-m",
-                "data_manifest",
-                "synth",
-                "--out",
-                str(data),
-                "--tracks",
-                str(args.tracks),
-                "--frames",
-                str(args.frames),
-                "--seed",
-                str(args.seed),
-            ],
-            env,
-        )
-    _run([py, "-m", "data_manifest", "affwild2", "--root", str(data), "--out", str(manifest)], env)
-    _run([py, "-m", "data_manifest", "validate", str(manifest)], env)
-    if not (models / "dinov2").exists():
-        _run([py, "-m", "extract", "tiny-models", "--out", str(models), "--size", "demo"], env)
-    _run(
-        [
-            py,
-            "-m",
-            "extract",
-            "run",
-            "--manifest",
-            str(manifest),
-            "--store",
-            str(store),
-            "--visual",
-            f"dinov2={models / 'dinov2'},convnext={models / 'convnext'}",
-            "--audio",
-            f"wavlm={models / 'wavlm'},whisper={models / 'whisper'},logmel",
-            "--landmarks",
-            "template",
-            "--batch-size",
-            "64",
-            "--crop-size",
-            "112",
-        ],
-        env,
+    data, models, manifest = prepare(out, args.tracks, args.frames, args.seed, env)
+    step("data_manifest", "validate", str(manifest), env=env)
+    step(
+        "extract",
+        "run",
+        "--manifest",
+        str(manifest),
+        "--store",
+        str(store),
+        "--visual",
+        f"dinov2={models / 'dinov2'},convnext={models / 'convnext'}",
+        "--audio",
+        f"wavlm={models / 'wavlm'},whisper={models / 'whisper'},logmel",
+        "--landmarks",
+        "template",
+        "--batch-size",
+        "64",
+        "--crop-size",
+        "112",
+        env=env,
     )
-    _run([py, "-m", "extract", "verify", str(store)], env)
-    _run([py, "-m", "extract", "inspect", str(store)], env)
+    step("extract", "verify", str(store), env=env)
+    step("extract", "inspect", str(store), env=env)
 
     ablation_csv = None
     if not args.quick:
-        _run(
-            [
-                py,
-                "-m",
-                "train",
-                "ablate",
-                "--recipe",
-                "abaw10",
-                "--store",
-                str(store),
-                "--manifest",
-                str(manifest),
-                "--out",
-                str(out / "ablation"),
-                "--seeds",
-                str(args.seeds),
-                "--set",
-                *SYNTH_OVERRIDES,
-                f"optim.epochs={args.epochs}",
-            ],
-            env,
+        step(
+            "train",
+            "ablate",
+            "--recipe",
+            "abaw10",
+            "--store",
+            str(store),
+            "--manifest",
+            str(manifest),
+            "--out",
+            str(out / "ablation"),
+            "--seeds",
+            str(args.seeds),
+            "--set",
+            *SYNTH_OVERRIDES,
+            f"optim.epochs={args.epochs}",
+            env=env,
         )
         ablation_csv = out / "ablation" / "ablation.csv"
         # the last row (+ASL) is the full abaw10 recipe: evaluate, predict and report with it
         run_dir = out / "ablation" / "4_ASL" / "seed0"
     else:
-        _run(
-            [
-                py,
-                "-m",
-                "train",
-                "fit",
-                "--store",
-                str(store),
-                "--manifest",
-                str(manifest),
-                "--recipe",
-                "abaw10",
-                "--out",
-                str(run_dir),
-                "--set",
-                *SYNTH_OVERRIDES,
-                f"optim.epochs={args.epochs}",
-            ],
-            env,
-        )
-    _run([py, "-m", "train", "eval", str(run_dir), "--split", "val"], env)
-    _run(
-        [
-            py,
-            "-m",
+        step(
             "train",
-            "predict",
-            str(run_dir),
+            "fit",
             "--store",
             str(store),
             "--manifest",
             str(manifest),
-            "--split",
-            "test",
+            "--recipe",
+            "abaw10",
             "--out",
-            str(pred_dir),
-        ],
-        env,
+            str(run_dir),
+            "--set",
+            *SYNTH_OVERRIDES,
+            f"optim.epochs={args.epochs}",
+            env=env,
+        )
+    step("train", "eval", str(run_dir), "--split", "val", env=env)
+    step(
+        "train",
+        "predict",
+        str(run_dir),
+        "--store",
+        str(store),
+        "--manifest",
+        str(manifest),
+        "--split",
+        "test",
+        "--out",
+        str(pred_dir),
+        env=env,
     )
-    _run([py, "-m", "train", "report", str(run_dir)], env)
+    step("train", "report", str(run_dir), env=env)
 
     metrics = json.loads((run_dir / "metrics.json").read_text())
     print("\n" + "=" * 72)

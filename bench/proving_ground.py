@@ -20,12 +20,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from bench.synthetic_world import prepare, step
 
 HERE = Path(__file__).resolve().parent
 # Model sizes for the synthetic world (a few thousand training frames of tiny random features):
@@ -107,32 +107,10 @@ def checks(table: pd.DataFrame, trivial: dict[str, float]) -> list[tuple[str, fl
 def run(
     out: Path, tracks: int, frames: int, seeds: int, seed: int
 ) -> tuple[pd.DataFrame, dict, list]:
-    py = sys.executable
     out.mkdir(parents=True, exist_ok=True)
-    data, models = out / "data", out / "models"
-    manifest, store = out / "manifest.parquet", out / "features.zarr"
-
-    def sh(*args: str) -> None:
-        print("$ " + " ".join(args), flush=True)
-        subprocess.run([py, "-m", *args], check=True)
-
-    if not (data / "synth_truth.json").exists():
-        sh(
-            "data_manifest",
-            "synth",
-            "--out",
-            str(data),
-            "--tracks",
-            str(tracks),
-            "--frames",
-            str(frames),
-            "--seed",
-            str(seed),
-        )
-    sh("data_manifest", "affwild2", "--root", str(data), "--out", str(manifest))
-    if not (models / "dinov2").exists():
-        sh("extract", "tiny-models", "--out", str(models), "--size", "demo")
-    sh(
+    data, models, manifest = prepare(out, tracks, frames, seed)
+    store = out / "features.zarr"
+    step(
         "extract",
         "run",
         "--manifest",
@@ -149,7 +127,7 @@ def run(
         "--crop-size",
         "112",
     )
-    sh(
+    step(
         "train",
         "ablate",
         "--recipe",
