@@ -1,7 +1,8 @@
 """The registered systems: the building blocks assembled as the ablation rows and the two papers.
 
 - "hga_mlp":    HGA per frame (+ audio) -> MLP head                       (row `+HGA`)
-- "hga_agssm":  HGA per frame -> bidirectional AG-SSM layers with audio -> MLP head (`+AG-SSM`)
+- "hga_agssm":  HGA per frame (+ audio) -> bidirectional AG-SSM layers guided by audio -> MLP head
+                (`+AG-SSM`)
 - "fusion_tcn": visual global (+ local) and audio -> multi-scale fusion -> TCN -> MLP 512 (ABAW8)
 
 Frames without a face (batch["face_valid"] False) get a learned "no face" vector in place of
@@ -102,9 +103,14 @@ class HGAMLP(FeaturesHeadModel):
 class HGAAGSSM(FeaturesHeadModel):
     """HGA per frame, then n bidirectional AG-SSM layers over time guided by audio, MLP head.
 
-    kwargs: d_model, heads, hga_layers, samples, pool, use_cls (as hga_mlp); n_layers (AG-SSM
-    blocks), d_state, expand, d_conv, causal, guided (False: plain visual-only Mamba, audio not
-    read), guide_c, bidirectional, scan_impl; hidden, dropout.
+    Audio reaches the sequence two ways: concatenated to each frame's HGA features before the
+    input projection (use_audio, as in hga_mlp, so the +AG-SSM row keeps what +HGA had), and
+    through the selection of every AG-SSM layer (guided). The guidance alone only modulates what
+    the visual state keeps; it cannot carry what the audio says about the mouth by itself.
+
+    kwargs: d_model, heads, hga_layers, samples, pool, use_cls, use_audio (as hga_mlp);
+    n_layers (AG-SSM blocks), d_state, expand, d_conv, causal, guided (False: plain Mamba whose
+    selection sees only the visual stream), guide_c, bidirectional, scan_impl; hidden, dropout.
     """
 
     def __init__(
@@ -117,6 +123,7 @@ class HGAAGSSM(FeaturesHeadModel):
         samples: int = 2,
         pool: str = "mean",
         use_cls: bool = False,
+        use_audio: bool = True,
         n_layers: int = 2,
         d_state: int = 16,
         expand: int = 2,
@@ -133,8 +140,10 @@ class HGAAGSSM(FeaturesHeadModel):
         self.frames = _FrameHGA(
             dims, use_cls, **_hga_kwargs(d_model, heads, hga_layers, samples, pool, 0.0)
         )
-        self.guided = guided
-        self.in_proj = nn.Linear(self.frames.out_dim, d_model)
+        self.guided, self.use_audio = guided, use_audio
+        in_dim = self.frames.out_dim + (dims["audio"] if use_audio else 0)
+        self.in_norm = nn.LayerNorm(in_dim)
+        self.in_proj = nn.Linear(in_dim, d_model)
         self.layers = nn.ModuleList(
             AGSSMBlock(
                 d_model,
@@ -152,11 +161,14 @@ class HGAAGSSM(FeaturesHeadModel):
         )
         self.norm = nn.LayerNorm(d_model)
         self.required_inputs = {"patch", "rois"} | ({"cls"} if use_cls else set())
-        self.required_inputs |= {"audio"} if guided else set()
+        self.required_inputs |= {"audio"} if guided or use_audio else set()
         self.head = MLPHead(d_model, dims.get("n_aus", 12), hidden, dropout)
 
     def forward_features(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        x = self.in_proj(self.frames(batch))  # (B, T, d)
+        x = self.frames(batch)  # (B, T, F)
+        if self.use_audio:
+            x = torch.cat([x, batch["audio"].float()], dim=-1)  # (B, T, F + Da)
+        x = self.in_proj(self.in_norm(x))  # (B, T, d)
         audio = batch["audio"].float() if self.guided else None  # (B, T, Da)
         for layer in self.layers:
             x = layer(x, audio, batch.get("audio_valid"), batch.get("mask"))  # (B, T, d)

@@ -29,6 +29,14 @@ TINY = {
     "hga_agssm": [
         {"d_model": 16, "heads": 2, "n_layers": 2, "d_state": 4, "hidden": 16},
         {"d_model": 16, "heads": 2, "n_layers": 1, "d_state": 4, "hidden": 16, "guided": False},
+        {
+            "d_model": 8,
+            "heads": 2,
+            "n_layers": 1,
+            "d_state": 2,
+            "guided": False,
+            "use_audio": False,
+        },
         {"d_model": 8, "heads": 2, "n_layers": 1, "d_state": 2, "hidden": 8, "guide_c": False},
         {
             "d_model": 8,
@@ -151,6 +159,22 @@ def test_guided_agssm_depends_on_audio_and_plain_does_not():
     # Bidirectional: frames before and after the changed audio both feel it.
     assert (g1 - g2)[:, 0].abs().max() > 1e-6 and (g1 - g2)[:, -1].abs().max() > 1e-6
     torch.testing.assert_close(p1, p2)
+
+
+def test_hga_agssm_audio_paths():
+    """use_audio feeds the audio into the frame features; guided only into the selection. With
+    both off the system is visual-only and does not ask for audio."""
+    batch = fake_batch(b=1, t=6, seed=2)
+    other = {**batch, "audio": torch.randn_like(batch["audio"])}
+    kw = {"d_model": 8, "heads": 2, "n_layers": 1, "d_state": 2, "hidden": 8}
+    for use_audio, guided in [(True, False), (False, True), (False, False)]:
+        torch.manual_seed(0)
+        spec = {"name": "hga_agssm", "use_audio": use_audio, "guided": guided, **kw}
+        model = build_model(spec, DIMS).eval()
+        assert ("audio" in model.required_inputs) == (use_audio or guided)
+        with torch.no_grad():
+            changed = (model(batch) - model(other)).abs().max()
+        assert (changed > 1e-5) == (use_audio or guided), (use_audio, guided, changed)
 
 
 def test_missing_audio_uses_learned_vector():
