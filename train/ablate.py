@@ -4,7 +4,8 @@ Each row (e.g. abaw10: baseline, +FM, +HGA, +AG-SSM, +ASL) is fitted for every s
 DIR/<i>_<row>/seed<k>/ and scored on the validation split at its tuned thresholds.
 DIR/ablation.csv has columns row, mean_f1, one per AU (means over seeds) and, with several
 seeds, <column>_std. Finished fits are reused, so a killed ablation resumes. `--set` overrides
-apply to every row, except that `model.<arg>` reaches only rows whose model takes <arg>.
+apply to every row, except that `model.<arg>` reaches only rows whose model takes <arg>, and
+`loss.<arg>` only rows whose loss takes it.
 """
 
 from __future__ import annotations
@@ -19,11 +20,17 @@ import pandas as pd
 
 from data_manifest.aus import AUS
 from data_manifest.cli_support import UserError
+from train.config import TrainConfig
 from train.loop import LossFactory, fit
 from train.predict import evaluate_run
 from train.recipes import ABLATIONS, resolve
 
 log = logging.getLogger(__name__)
+
+
+def _takes(factory, arg: str) -> bool:
+    params = inspect.signature(factory).parameters
+    return arg in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
 
 
 def model_accepts(model_name: str, arg: str) -> bool:
@@ -32,23 +39,33 @@ def model_accepts(model_name: str, arg: str) -> bool:
 
     _import_all()
     factory = MODEL_REGISTRY.get(model_name)
-    if factory is None:
-        return True  # build_model will name the unknown model
-    params = inspect.signature(factory).parameters
-    return arg in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
+    return factory is None or _takes(factory, arg)  # build_model names an unknown model
+
+
+def loss_accepts(loss_name: str, arg: str) -> bool:
+    """Whether the registered loss `loss_name` takes keyword `arg`."""
+    from train.losses import LOSS_REGISTRY
+
+    factory = LOSS_REGISTRY.get(loss_name)
+    return factory is None or _takes(factory, arg)  # build_loss names an unknown loss
 
 
 def row_overrides(spec: dict, overrides: list[str], row: str) -> list[str]:
-    """`--set` items for one row: `model.<arg>=...` only reaches models that take <arg>, so one
-    command line can shrink every row (e.g. model.d_model=16 skips frame_mlp)."""
+    """`--set` items for one row: `model.<arg>=...` only reaches models that take <arg> and
+    `loss.<arg>=...` only losses that take it, so one command line can shrink every row (e.g.
+    model.d_model=16 skips frame_mlp) or tune the ASL row (loss.gamma_neg=2 skips the BCE rows)."""
+    accepts = {"model": model_accepts, "loss": loss_accepts}
     kept = []
-    name = spec.get("model", {}).get("name", "")
     for item in overrides:
         key = item.split("=", 1)[0].strip()
         parts = key.split(".")
-        if len(parts) == 2 and parts[0] == "model" and parts[1] != "name":
-            if not model_accepts(name, parts[1]):
-                log.info("row %s: model %s takes no %r; override skipped", row, name, parts[1])
+        if len(parts) == 2 and parts[0] in accepts and parts[1] != "name":
+            default = getattr(TrainConfig(), parts[0])["name"]
+            name = spec.get(parts[0], {}).get("name", default)
+            if not accepts[parts[0]](name, parts[1]):
+                log.info(
+                    "row %s: %s %s takes no %r; override skipped", row, parts[0], name, parts[1]
+                )
                 continue
         kept.append(item)
     return kept

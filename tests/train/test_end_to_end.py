@@ -154,8 +154,14 @@ def test_ablate_writes_the_table(dataset, capsys):
         "model.d_model=16",
         "model.heads=2",
         "model.d_state=4",
+        "loss.gamma_neg=2",
     ]
     assert main(args) == 0
+    # loss.<arg> reaches only the rows whose loss takes it: the ASL row, not the BCE rows
+    asl = json.loads((out / "4_ASL" / "seed0" / "config.json").read_text())["loss"]
+    bce = json.loads((out / "3_AG-SSM" / "seed0" / "config.json").read_text())["loss"]
+    assert asl["name"] == "asl" and asl["gamma_neg"] == 2
+    assert bce["name"] == "bce" and "gamma_neg" not in bce
     df = pd.read_csv(out / "ablation.csv")
     assert list(df.columns) == ["row", "mean_f1", *AUS]
     assert df["row"].tolist() == ["baseline", "+FM", "+HGA", "+AG-SSM", "+ASL"]
