@@ -1,7 +1,7 @@
 """The proving ground: does the ABAW10 system learn on the synthetic AU world, and does each
 component help where the data says it should?
 
-    python -m bench.proving_ground [--tracks 12] [--frames 500] [--seeds 2] [--out DIR]
+    python -m bench.proving_ground [--tracks 24] [--frames 300] [--seeds 1] [--out DIR]
 
 Steps: a synthetic dataset with a fixed seed, tiny random encoders, one store, the ABAW10
 ablation rows (`auwild-train ablate`), and the trivial predictor that marks every frame
@@ -9,9 +9,14 @@ positive. Checks (all on the validation split):
 
 - the full system (+ASL) beats the all-positive predictor by at least 0.25 mean F1;
 - HGA beats pooled features (+FM) on the region-local AUs;
-- audio helps AU25/AU26: +FM (CLS + audio) over the baseline (CLS alone), and audio guidance
-  (+AG-SSM) over +HGA;
-- temporal modelling (+AG-SSM) helps under frame noise: mean F1 over +HGA.
+- audio helps AU25/AU26: +FM (CLS + audio) over the baseline (CLS alone), and the audio-guided
+  temporal model (+AG-SSM) over frame-wise +HGA on the frames whose mouth is hidden (where the
+  lips cannot be seen, the voice and the neighbouring frames must tell);
+- temporal modelling (+AG-SSM) helps under frame noise: mean F1 over +HGA, overall and on the
+  frames the generator spoiled (corrupted, occluded, mouth hidden).
+The asymmetric loss (+ASL against +AG-SSM, BCE with automatic positive weights) is reported, not
+checked: here the two imbalance remedies are within one seed's noise of each other
+(bench/results/proving_ground_diagnosis.md).
 
 Writes bench/results/proving_ground.md (the table and the margins) and prints it.
 """
@@ -20,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -28,14 +34,21 @@ import pandas as pd
 from bench.synthetic_world import prepare, step
 
 HERE = Path(__file__).resolve().parent
-# Model sizes for the synthetic world (a few thousand training frames of tiny random features):
-# the recipes' defaults are sized for Aff-Wild2; these shrink and regularise the heads.
+# Sizes for the synthetic world (a few thousand training frames of tiny random features): the
+# recipes' defaults are sized for Aff-Wild2. The heads shrink and are regularised, and batches
+# hold 4 windows instead of 16, for 45 epochs: 15 tracks of 300 frames make only ~140 windows,
+# so at 16 per step 30 epochs are ~270 optimizer steps and every row stops short of what it can
+# learn. The ASL row focuses less on negatives (gamma_neg 2, not 4): here the positives are not
+# rare enough for the stronger focusing. bench/RESULTS.md has the measurements behind each.
 SYNTH_OVERRIDES = (
     "model.d_model=64",
     "model.dropout=0.5",
     "model.n_layers=1",
     "model.expand=1",
     "model.d_state=8",
+    "optim.batch_size=4",
+    "optim.epochs=45",
+    "loss.gamma_neg=2",
 )
 REGION_LOCAL_AUS = ("AU1", "AU2", "AU4", "AU6", "AU7", "AU10", "AU12", "AU15", "AU23", "AU24")
 AUDIO_AUS = ("AU25", "AU26")
@@ -62,7 +75,49 @@ def all_positive_f1(manifest: pd.DataFrame, split: str = "val") -> dict[str, flo
     return out
 
 
-def checks(table: pd.DataFrame, trivial: dict[str, float]) -> list[tuple[str, float, float, bool]]:
+# Frame subsets from synth_truth/<track>.npz where a component should matter most.
+SPOILED = ("corrupted", "occluded", "mouth_hidden")  # one frame alone says little
+MOUTH_HIDDEN = ("mouth_hidden",)  # the lips cannot be seen; the voice still can be heard
+
+
+def subset_f1(run: Path, data: Path, flags: tuple[str, ...], split: str = "val") -> np.ndarray:
+    """Per-AU F1 (A,) of `run` on the frames where any of the generator's `flags` is set."""
+    from train.metrics import f1_per_au
+    from train.predict import predict_split
+
+    preds = predict_split(run, split, device="cpu")
+    binary, labels = [], []
+    for tid in preds.order:
+        truth = np.load(data / "synth_truth" / f"{tid}.npz")
+        chosen = np.any([truth[f] for f in flags], axis=0)  # (T,)
+        y = preds.tracks[tid].labels  # (T, A), -1 unknown
+        n = min(len(chosen), len(y))
+        binary.append(preds.binary[tid][:n][chosen[:n]])
+        labels.append(y[:n][chosen[:n]])
+    return f1_per_au(np.concatenate(binary), np.concatenate(labels))
+
+
+def subset_scores(ablation: Path, data: Path, rows: list[str], seeds: int) -> pd.DataFrame:
+    """Per row (averaged over seeds): mean F1 on the spoiled frames, and AU25/AU26 F1 on the
+    frames whose mouth is hidden."""
+    from data_manifest.aus import AU_INDEX
+    from train.ablate import row_dir
+    from train.recipes import ABLATIONS
+
+    index = {name: i for i, (name, _) in enumerate(ABLATIONS["abaw10"])}
+    audio = [AU_INDEX[a] for a in AUDIO_AUS]
+    out = []
+    for row in rows:
+        runs = [row_dir(ablation, index[row], row) / f"seed{k}" for k in range(seeds)]
+        spoiled = np.mean([subset_f1(r, data, SPOILED).mean() for r in runs])
+        hidden = np.mean([subset_f1(r, data, MOUTH_HIDDEN)[audio].mean() for r in runs])
+        out.append({"row": row, "spoiled_mean_f1": spoiled, "mouth_hidden_au25_26": hidden})
+    return pd.DataFrame(out).set_index("row")
+
+
+def checks(
+    table: pd.DataFrame, trivial: dict[str, float], subsets: pd.DataFrame
+) -> list[tuple[str, float, float, bool]]:
     """(claim, ours, reference, passed) for each claim of the module docstring."""
     rows = table.set_index("row")
 
@@ -70,7 +125,7 @@ def checks(table: pd.DataFrame, trivial: dict[str, float]) -> list[tuple[str, fl
         return float(rows.loc[row, list(aus)].mean())
 
     full = float(rows.loc["+ASL", "mean_f1"])
-    return [
+    claims = [
         (
             "+ASL mean F1 >= all-positive + 0.25",
             full,
@@ -90,10 +145,11 @@ def checks(table: pd.DataFrame, trivial: dict[str, float]) -> list[tuple[str, fl
             mean("+FM", AUDIO_AUS) > mean("baseline", AUDIO_AUS),
         ),
         (
-            "+AG-SSM over +HGA on AU25/AU26",
-            mean("+AG-SSM", AUDIO_AUS),
-            mean("+HGA", AUDIO_AUS),
-            mean("+AG-SSM", AUDIO_AUS) > mean("+HGA", AUDIO_AUS),
+            "+AG-SSM over +HGA on AU25/AU26 where the mouth is hidden",
+            subsets.loc["+AG-SSM", "mouth_hidden_au25_26"],
+            subsets.loc["+HGA", "mouth_hidden_au25_26"],
+            subsets.loc["+AG-SSM", "mouth_hidden_au25_26"]
+            > subsets.loc["+HGA", "mouth_hidden_au25_26"],
         ),
         (
             "+AG-SSM (temporal) over +HGA, mean F1",
@@ -101,12 +157,19 @@ def checks(table: pd.DataFrame, trivial: dict[str, float]) -> list[tuple[str, fl
             float(rows.loc["+HGA", "mean_f1"]),
             float(rows.loc["+AG-SSM", "mean_f1"]) > float(rows.loc["+HGA", "mean_f1"]),
         ),
+        (
+            "+AG-SSM over +HGA on spoiled frames (corrupted, occluded, mouth hidden)",
+            subsets.loc["+AG-SSM", "spoiled_mean_f1"],
+            subsets.loc["+HGA", "spoiled_mean_f1"],
+            subsets.loc["+AG-SSM", "spoiled_mean_f1"] > subsets.loc["+HGA", "spoiled_mean_f1"],
+        ),
     ]
+    return [(claim, float(ours), float(ref), bool(ok)) for claim, ours, ref, ok in claims]
 
 
 def run(
     out: Path, tracks: int, frames: int, seeds: int, seed: int
-) -> tuple[pd.DataFrame, dict, list]:
+) -> tuple[pd.DataFrame, dict, pd.DataFrame, list]:
     out.mkdir(parents=True, exist_ok=True)
     data, models, manifest = prepare(out, tracks, frames, seed)
     store = out / "features.zarr"
@@ -145,10 +208,13 @@ def run(
     )
     table = pd.read_csv(out / "ablation" / "ablation.csv")
     trivial = all_positive_f1(pd.read_parquet(manifest))
-    return table, trivial, checks(table, trivial)
+    subsets = subset_scores(out / "ablation", data, ["+HGA", "+AG-SSM", "+ASL"], seeds)
+    return table, trivial, subsets, checks(table, trivial, subsets)
 
 
-def to_markdown(table: pd.DataFrame, trivial: dict, results: list, command: str) -> str:
+def to_markdown(
+    table: pd.DataFrame, trivial: dict, subsets: pd.DataFrame, results: list, command: str
+) -> str:
     from data_manifest.aus import AUS
 
     cols = ["row", "mean_f1", *AUS]
@@ -157,12 +223,26 @@ def to_markdown(table: pd.DataFrame, trivial: dict, results: list, command: str)
         "",
         f"Command: `{command}`",
         "",
+        f"Setup: {os.cpu_count()} CPU cores; tiny random DINOv2 (8 x 8 patch grid) and WavLM "
+        "(`auwild-extract tiny-models --size demo`); every row trained with "
+        f"`--set {' '.join(SYNTH_OVERRIDES)}`. Validation mean F1 at tuned thresholds.",
+        "",
         "| " + " | ".join(cols) + " |",
         "|" + "---|" * len(cols),
     ]
     for _, r in table.iterrows():
         lines.append("| " + " | ".join([str(r["row"])] + [f"{r[c]:.3f}" for c in cols[1:]]) + " |")
     lines.append("| all-positive | " + " | ".join(f"{trivial[c]:.3f}" for c in cols[1:]) + " |")
+    lines += [
+        "",
+        "Frame subsets of the validation split (from synth_truth): mean F1 on the spoiled frames "
+        "(corrupted, occluded or mouth hidden) and AU25/AU26 F1 where the mouth is hidden.",
+        "",
+        "| row | spoiled frames, mean F1 | mouth hidden, AU25/AU26 |",
+        "|---|---|---|",
+    ]
+    for row, r in subsets.iterrows():
+        lines.append(f"| {row} | {r['spoiled_mean_f1']:.3f} | {r['mouth_hidden_au25_26']:.3f} |")
     lines += ["", "| check | ours | reference | passed |", "|---|---|---|---|"]
     for claim, ours, ref, ok in results:
         lines.append(f"| {claim} | {ours:.3f} | {ref:.3f} | {'yes' if ok else 'NO'} |")
@@ -174,22 +254,31 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     ap.add_argument("--out", default="bench_out/proving_ground")
-    ap.add_argument("--tracks", type=int, default=12)
-    ap.add_argument("--frames", type=int, default=500)
-    ap.add_argument("--seeds", type=int, default=2)
+    ap.add_argument("--tracks", type=int, default=24)
+    ap.add_argument("--frames", type=int, default=300)
+    ap.add_argument("--seeds", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
     command = (
         "python -m bench.proving_ground " + f"--tracks {args.tracks} --frames {args.frames} "
         f"--seeds {args.seeds} --seed {args.seed}"
     )
-    table, trivial, results = run(Path(args.out), args.tracks, args.frames, args.seeds, args.seed)
-    text = to_markdown(table, trivial, results, command)
+    table, trivial, subsets, results = run(
+        Path(args.out), args.tracks, args.frames, args.seeds, args.seed
+    )
+    text = to_markdown(table, trivial, subsets, results, command)
     print(text)
     (HERE / "results").mkdir(exist_ok=True)
     (HERE / "results" / "proving_ground.md").write_text(text)
     (Path(args.out) / "proving_ground.json").write_text(
-        json.dumps({"trivial": trivial, "checks": [list(r) for r in results]}, indent=2)
+        json.dumps(
+            {
+                "trivial": trivial,
+                "subsets": subsets.to_dict(orient="index"),
+                "checks": [list(r) for r in results],
+            },
+            indent=2,
+        )
     )
     return 0 if all(ok for *_, ok in results) else 1
 
