@@ -33,14 +33,19 @@ def _fill_no_face(x: torch.Tensor, batch: dict[str, torch.Tensor], no_face: torc
 
 
 class _FrameHGA(nn.Module):
-    """HGA applied to every frame of a window: batch -> (B, T, F) (+ CLS when use_cls)."""
+    """HGA applied to every frame of a window: batch -> (B, T, F), with CLS (use_cls) and audio
+    (use_audio) appended. Frames without a face get the learned no-face vector in place of their
+    visual part; their audio stays."""
 
-    def __init__(self, dims: dict[str, Any], use_cls: bool, **hga_kw: Any):
+    def __init__(self, dims: dict[str, Any], use_cls: bool, use_audio: bool, **hga_kw: Any):
         super().__init__()
         self.hga = HGA(dims["patch"], dims["n_rois"], **hga_kw)
-        self.use_cls = use_cls
-        self.out_dim = self.hga.out_dim + (dims["cls"] if use_cls else 0)
-        self.no_face = nn.Parameter(torch.zeros(self.out_dim))
+        self.use_cls, self.use_audio = use_cls, use_audio
+        visual_dim = self.hga.out_dim + (dims["cls"] if use_cls else 0)
+        self.no_face = nn.Parameter(torch.zeros(visual_dim))
+        self.out_dim = visual_dim + (dims["audio"] if use_audio else 0)
+        self.required_inputs = {"patch", "rois"} | ({"cls"} if use_cls else set())
+        self.required_inputs |= {"audio"} if use_audio else set()
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         patch, rois = batch["patch"], batch["rois"]  # (B, T, h, w, Dp), (B, T, R, 4)
@@ -48,7 +53,10 @@ class _FrameHGA(nn.Module):
         x = self.hga(patch.flatten(0, 1).float(), rois.flatten(0, 1)).view(b, t, -1)  # (B, T, F)
         if self.use_cls:
             x = torch.cat([x, batch["cls"].float()], dim=-1)  # (B, T, F + Dv)
-        return _fill_no_face(x, batch, self.no_face)
+        x = _fill_no_face(x, batch, self.no_face)
+        if self.use_audio:
+            x = torch.cat([x, batch["audio"].float()], dim=-1)  # (B, T, F + Dv + Da)
+        return x
 
 
 def _hga_kwargs(
@@ -83,20 +91,14 @@ class HGAMLP(FeaturesHeadModel):
     ):
         super().__init__()
         self.frames = _FrameHGA(
-            dims, use_cls, **_hga_kwargs(d_model, heads, hga_layers, samples, pool, 0.0)
+            dims, use_cls, use_audio, **_hga_kwargs(d_model, heads, hga_layers, samples, pool, 0.0)
         )
-        self.use_audio = use_audio
-        in_dim = self.frames.out_dim + (dims["audio"] if use_audio else 0)
-        self.required_inputs = {"patch", "rois"} | ({"cls"} if use_cls else set())
-        self.required_inputs |= {"audio"} if use_audio else set()
-        self.norm = nn.LayerNorm(in_dim)
-        self.head = MLPHead(in_dim, dims.get("n_aus", 12), hidden, dropout)
+        self.required_inputs = set(self.frames.required_inputs)
+        self.norm = nn.LayerNorm(self.frames.out_dim)
+        self.head = MLPHead(self.frames.out_dim, dims.get("n_aus", 12), hidden, dropout)
 
     def forward_features(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        x = self.frames(batch)  # (B, T, F)
-        if self.use_audio:
-            x = torch.cat([x, batch["audio"].float()], dim=-1)  # (B, T, F + Da)
-        return self.norm(x)
+        return self.norm(self.frames(batch))  # (B, T, F)
 
 
 @register_model("hga_agssm")
@@ -138,12 +140,11 @@ class HGAAGSSM(FeaturesHeadModel):
     ):
         super().__init__()
         self.frames = _FrameHGA(
-            dims, use_cls, **_hga_kwargs(d_model, heads, hga_layers, samples, pool, 0.0)
+            dims, use_cls, use_audio, **_hga_kwargs(d_model, heads, hga_layers, samples, pool, 0.0)
         )
-        self.guided, self.use_audio = guided, use_audio
-        in_dim = self.frames.out_dim + (dims["audio"] if use_audio else 0)
-        self.in_norm = nn.LayerNorm(in_dim)
-        self.in_proj = nn.Linear(in_dim, d_model)
+        self.guided = guided
+        self.in_norm = nn.LayerNorm(self.frames.out_dim)
+        self.in_proj = nn.Linear(self.frames.out_dim, d_model)
         self.layers = nn.ModuleList(
             AGSSMBlock(
                 d_model,
@@ -160,15 +161,11 @@ class HGAAGSSM(FeaturesHeadModel):
             for _ in range(n_layers)
         )
         self.norm = nn.LayerNorm(d_model)
-        self.required_inputs = {"patch", "rois"} | ({"cls"} if use_cls else set())
-        self.required_inputs |= {"audio"} if guided or use_audio else set()
+        self.required_inputs = self.frames.required_inputs | ({"audio"} if guided else set())
         self.head = MLPHead(d_model, dims.get("n_aus", 12), hidden, dropout)
 
     def forward_features(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        x = self.frames(batch)  # (B, T, F)
-        if self.use_audio:
-            x = torch.cat([x, batch["audio"].float()], dim=-1)  # (B, T, F + Da)
-        x = self.in_proj(self.in_norm(x))  # (B, T, d)
+        x = self.in_proj(self.in_norm(self.frames(batch)))  # (B, T, d)
         audio = batch["audio"].float() if self.guided else None  # (B, T, Da)
         for layer in self.layers:
             x = layer(x, audio, batch.get("audio_valid"), batch.get("mask"))  # (B, T, d)
