@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from bench.proving_ground import SYNTH_OVERRIDES, all_positive_f1
-from bench.synthetic_world import prepare, step
+from bench.synthetic_world import ablate, extract, prepare, step
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -45,23 +45,13 @@ def main(argv: list[str] | None = None) -> int:
 
     data, models, manifest = prepare(out, args.tracks, args.frames, args.seed, env)
     step("data_manifest", "validate", str(manifest), env=env)
-    step(
-        "extract",
-        "run",
-        "--manifest",
-        str(manifest),
-        "--store",
-        str(store),
-        "--visual",
+    extract(
+        manifest,
+        store,
         f"dinov2={models / 'dinov2'},convnext={models / 'convnext'}",
-        "--audio",
         f"wavlm={models / 'wavlm'},whisper={models / 'whisper'},logmel",
         "--landmarks",
         "template",
-        "--batch-size",
-        "64",
-        "--crop-size",
-        "112",
         env=env,
     )
     step("extract", "verify", str(store), env=env)
@@ -69,25 +59,8 @@ def main(argv: list[str] | None = None) -> int:
 
     ablation_csv = None
     if not args.quick:
-        step(
-            "train",
-            "ablate",
-            "--recipe",
-            "abaw10",
-            "--store",
-            str(store),
-            "--manifest",
-            str(manifest),
-            "--out",
-            str(out / "ablation"),
-            "--seeds",
-            str(args.seeds),
-            "--set",
-            *SYNTH_OVERRIDES,
-            f"optim.epochs={args.epochs}",
-            env=env,
-        )
-        ablation_csv = out / "ablation" / "ablation.csv"
+        overrides = [*SYNTH_OVERRIDES, f"optim.epochs={args.epochs}"]
+        ablation_csv = ablate(store, manifest, out / "ablation", args.seeds, overrides, env)
         # the last row (+ASL) is the full abaw10 recipe: evaluate, predict and report with it
         run_dir = out / "ablation" / "4_ASL" / "seed0"
     else:

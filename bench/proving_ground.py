@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench.synthetic_world import prepare, step
+from bench.synthetic_world import ablate, extract, prepare
 
 HERE = Path(__file__).resolve().parent
 # Sizes for the synthetic world (a few thousand training frames of tiny random features): the
@@ -179,40 +179,14 @@ def run(
     out.mkdir(parents=True, exist_ok=True)
     data, models, manifest = prepare(out, tracks, frames, seed)
     store = out / "features.zarr"
-    step(
-        "extract",
-        "run",
-        "--manifest",
-        str(manifest),
-        "--store",
-        str(store),
-        "--no-progress",
-        "--visual",
+    extract(
+        manifest,
+        store,
         f"dinov2={models / 'dinov2'}",
-        "--audio",
         f"wavlm={models / 'wavlm'},logmel",
-        "--batch-size",
-        "64",
-        "--crop-size",
-        "112",
+        "--no-progress",
     )
-    step(
-        "train",
-        "ablate",
-        "--recipe",
-        "abaw10",
-        "--store",
-        str(store),
-        "--manifest",
-        str(manifest),
-        "--out",
-        str(out / "ablation"),
-        "--seeds",
-        str(seeds),
-        "--set",
-        *SYNTH_OVERRIDES,
-    )
-    table = pd.read_csv(out / "ablation" / "ablation.csv")
+    table = pd.read_csv(ablate(store, manifest, out / "ablation", seeds, SYNTH_OVERRIDES))
     trivial = all_positive_f1(pd.read_parquet(manifest))
     subsets = subset_scores(out / "ablation", data, ["+HGA", "+AG-SSM", "+ASL"], seeds)
     return table, trivial, subsets, checks(table, trivial, subsets)

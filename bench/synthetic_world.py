@@ -1,5 +1,6 @@
-"""The synthetic world both the demo and the proving ground start from: dataset, manifest and
-tiny models, each made by the same command a user runs, printed before it runs."""
+"""The synthetic world both the demo and the proving ground start from: dataset, manifest, tiny
+models, the feature store and the ABAW10 ablation, each made by the same command a user runs,
+printed before it runs."""
 
 from __future__ import annotations
 
@@ -32,3 +33,27 @@ def prepare(
     if not (models / "dinov2").exists():
         step("extract", "tiny-models", "--out", str(models), "--size", "demo", env=env)
     return data, models, manifest
+
+
+def extract(
+    manifest: Path, store: Path, visual: str, audio: str, *extra: str, env: dict | None = None
+) -> None:
+    """`auwild-extract run` at the synthetic world's crop size (112 px, the tiny models' input)."""
+    step("extract", "run", "--manifest", str(manifest), "--store", str(store),
+         "--visual", visual, "--audio", audio, "--batch-size", "64", "--crop-size", "112",
+         *extra, env=env)  # fmt: skip
+
+
+def ablate(
+    store: Path,
+    manifest: Path,
+    out: Path,
+    seeds: int,
+    overrides: list[str] | tuple[str, ...],
+    env: dict | None = None,
+) -> Path:
+    """`auwild-train ablate --recipe abaw10` with `--set overrides` -> the ablation.csv path."""
+    step("train", "ablate", "--recipe", "abaw10", "--store", str(store), "--manifest",
+         str(manifest), "--out", str(out), "--seeds", str(seeds), "--set", *overrides,
+         env=env)  # fmt: skip
+    return out / "ablation.csv"
