@@ -67,6 +67,14 @@ def main(argv: list[str] | None = None) -> int:
             stdout=subprocess.DEVNULL,
         )
         m = tmp / "models"
+        video = [
+            "--visual",
+            f"dinov2={m / 'dinov2'}",
+            "--audio",
+            f"wavlm={m / 'wavlm'}",
+            "--visual-input",
+            "video",
+        ]
         setups = {
             "frames folder, template, tiny DINOv2 + WavLM + log-mel": [
                 "--visual",
@@ -76,24 +84,8 @@ def main(argv: list[str] | None = None) -> int:
                 "--visual-input",
                 "frames",
             ],
-            "video decode, template, tiny DINOv2 + WavLM": [
-                "--visual",
-                f"dinov2={m / 'dinov2'}",
-                "--audio",
-                f"wavlm={m / 'wavlm'}",
-                "--visual-input",
-                "video",
-            ],
-            "video decode, template, detector every 5 frames": [
-                "--visual",
-                f"dinov2={m / 'dinov2'}",
-                "--audio",
-                f"wavlm={m / 'wavlm'}",
-                "--visual-input",
-                "video",
-                "--detect-every",
-                "5",
-            ],
+            "video decode, template, tiny DINOv2 + WavLM": video,
+            "video decode, template, detector every 5 frames": [*video, "--detect-every", "5"],
         }
         for label, extra in setups.items():
             cmd = [
