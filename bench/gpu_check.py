@@ -79,6 +79,7 @@ PEAK_BF16_TFLOPS = (
 )
 
 NO_CUDA = "skipped: no CUDA"
+QUICK = False  # smoke run: every timing is one call after the warm-up
 
 
 class Skip(Exception):
@@ -103,6 +104,8 @@ def _sync(device) -> None:
 
 def timeit(fn: Callable[[], Any], device, min_iters: int = 3, min_seconds: float = 0.5) -> float:
     """Median seconds per call of fn, after one warm-up call."""
+    if QUICK:
+        min_iters, min_seconds = 1, 0.0
     fn()
     _sync(device)
     times: list[float] = []
@@ -179,9 +182,18 @@ def _batch(dims: dict[str, Any], b: int, t: int, device, seed: int = 0) -> dict:
     return {k: v.to(device) for k, v in batch.items()}
 
 
-def _model_specs() -> dict[str, dict[str, Any]]:
+# Smoke run: smaller widths, same code paths.
+SMOKE_MODEL_KW = {
+    "frame_mlp": {"hidden": 16},
+    "hga_mlp": {"d_model": 16, "heads": 2, "hidden": 16},
+    "hga_agssm": {"d_model": 16, "heads": 2, "d_state": 4, "hidden": 16},
+    "fusion_tcn": {"d_model": 16, "heads": 2, "tcn_channels": (16,), "hidden": 16},
+}
+
+
+def _model_specs(smoke: bool = False) -> dict[str, dict[str, Any]]:
     """Every registered system, with the model settings of the recipe that uses it (else the
-    defaults)."""
+    defaults); smaller widths for the smoke run."""
     from train.models import MODEL_REGISTRY, _import_all
     from train.recipes import RECIPES
 
@@ -191,6 +203,8 @@ def _model_specs() -> dict[str, dict[str, Any]]:
         model = dict(recipe.get("model", {}))
         if model.get("name") in specs and len(specs[model["name"]]) == 1:
             specs[model["name"]] = model
+    if smoke:
+        specs = {n: {**spec, **SMOKE_MODEL_KW.get(n, {})} for n, spec in specs.items()}
     return specs
 
 
@@ -363,7 +377,7 @@ def section_train_step(smoke: bool, device, work: Path) -> dict:
         f"selective scan impl picked by auto: {scan.resolve_impl('auto', probe)}",
     ]
     rows: list[dict] = []
-    for name, spec in _model_specs().items():
+    for name, spec in _model_specs(smoke).items():
 
         def run(spec=spec):
             torch.manual_seed(0)
@@ -556,7 +570,7 @@ def section_extract(smoke: bool, device, work: Path) -> dict:
     py = sys.executable
     paths, how = real_size_models(work, smoke)
     data = work / "extract_data"
-    frames = 20 if smoke else 150
+    frames = 10 if smoke else 150
     deadline = time.monotonic() + (SMOKE_LIMIT_S if smoke else LIMITS_S["extract"]) - 10
 
     def sh(cmd: list[str]) -> str:
@@ -596,10 +610,9 @@ def section_extract(smoke: bool, device, work: Path) -> dict:
                 str(data / "m.parquet"),
             ]
         )
-    setups = {
-        "video, DINOv2 + WavLM": [],
-        "video, DINOv2 + WavLM, detector every 5 frames": ["--detect-every", "5"],
-    }
+    setups = {"video, DINOv2 + WavLM": []}
+    if not smoke:
+        setups["video, DINOv2 + WavLM, detector every 5 frames"] = ["--detect-every", "5"]
     rows: list[dict] = []
     for label, extra in setups.items():
 
@@ -680,7 +693,7 @@ def section_ddp(smoke: bool, device, work: Path) -> dict:
             b, t = (2, 8) if smoke else (8, 64)
             batch = _batch(dims, b, t, device)
             torch.manual_seed(0)
-            model = build_model(_model_specs()["hga_agssm"], dims).to(device).train()
+            model = build_model(_model_specs(smoke)["hga_agssm"], dims).to(device).train()
             ddp = torch.nn.parallel.DistributedDataParallel(
                 model, device_ids=[device.index or 0] if device.type == "cuda" else None
             )
@@ -704,9 +717,9 @@ def section_ddp(smoke: bool, device, work: Path) -> dict:
 
 def section_loader(smoke: bool, device, work: Path) -> dict:
     out = work / "loader.md"
-    cmd = [sys.executable, "-m", "bench.bench_loader", "--out", str(out)]
-    if smoke:
-        cmd += ["--tracks", "2", "--frames", "48", "--batch", "2", "--window", "16"]
+    # The smoke run only checks that the benchmark starts (its own timings take a while).
+    cmd = [sys.executable, "-m", "bench.bench_loader"]
+    cmd += ["--help"] if smoke else ["--out", str(out)]
     limit = (SMOKE_LIMIT_S if smoke else LIMITS_S["loader"]) - 10
     rows: list[dict] = []
 
@@ -729,7 +742,10 @@ def section_loader(smoke: bool, device, work: Path) -> dict:
         return row
 
     _part(rows, "bench_loader " + " ".join(cmd[3:]), run)
-    return {"rows": rows, "notes": ["run as a subprocess; its printed output is kept"]}
+    notes = ["run as a subprocess; its printed output is kept"]
+    if smoke:
+        notes.append("smoke run: only `--help`, to check that the benchmark starts")
+    return {"rows": rows, "notes": notes}
 
 
 SECTIONS: dict[str, Callable[[bool, Any, Path], dict]] = {
@@ -786,6 +802,8 @@ def environment() -> dict[str, Any]:
 
 def run_section(name: str, smoke: bool, work: Path) -> dict:
     """Run one section here (in the child process); never raises."""
+    global QUICK
+    QUICK = smoke
     t0 = time.perf_counter()
     try:
         result = SECTIONS[name](smoke, _device(), work)
