@@ -92,7 +92,7 @@ class Skip(Exception):
 def _device():
     import torch
 
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device("cuda:0" if torch.cuda.is_available() else "cpu")
 
 
 def _sync(device) -> None:
@@ -405,7 +405,7 @@ def section_train_step(smoke: bool, device, work: Path) -> dict:
                 "params M": n_params / 1e6,
                 "step ms": 1e3 * sec,
                 "windows/s": b / sec,
-                "loss": float(loss),
+                "loss": loss.item(),
             }
             if device.type == "cuda":
                 row["peak GiB"] = torch.cuda.max_memory_allocated(device) / 2**30
@@ -681,6 +681,7 @@ def section_ddp(smoke: bool, device, work: Path) -> dict:
     def run():
         if device.type == "cuda":
             torch.cuda.set_device(device)
+            os.environ.setdefault("NCCL_SOCKET_IFNAME", "lo")  # one process: loopback is enough
         dist.init_process_group(
             backend,
             init_method=f"tcp://127.0.0.1:{_free_port()}",
@@ -704,7 +705,7 @@ def section_ddp(smoke: bool, device, work: Path) -> dict:
             if not torch.equal(probe.cpu(), torch.full((4,), 3.0)):
                 raise RuntimeError(f"all_reduce over one process changed the tensor: {probe}")
             sec = timeit(lambda: _train_step(ddp, opt, batch, device), device, min_iters=3)
-            return {"status": "pass", "loss": float(loss), "step ms": 1e3 * sec, "backend": backend}
+            return {"status": "pass", "loss": loss.item(), "step ms": 1e3 * sec, "backend": backend}
         finally:
             dist.destroy_process_group()
 
