@@ -29,7 +29,7 @@ from train.checkpoint import atomic_write_text, load_checkpoint, rng_state, save
 from train.config import TrainConfig
 from train.distributed import DistInfo, barrier, cleanup, init_distributed, mean_across
 from train.metrics import binarize, mean_f1
-from train.optim import param_groups
+from train.optim import load_optimizer_state, param_groups
 from train.run import BEST, CONFIG_FILE, HISTORY_FILE, LAST, write_run_info
 from train.thresholds import tune_thresholds
 
@@ -226,7 +226,7 @@ def _fit(
     if resume:
         state, meta = load_checkpoint(out / LAST, map_location=device)
         model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
+        load_optimizer_state(optimizer, model, state["optimizer"])
         from train.checkpoint import set_rng_state
 
         set_rng_state(state["rng"])
