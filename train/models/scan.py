@@ -251,6 +251,8 @@ class _SelectiveScanFn(torch.autograd.Function):
 
 # Work tensors of about this many elements per channel tile (~512 KB in float32: stays in cache).
 TILE_ELEMENTS = 1 << 17
+# On a GPU, cache tiles only multiply kernel launches: one tile up to ~64 MB per work tensor.
+TILE_ELEMENTS_CUDA = 1 << 24
 
 
 def selective_scan_torch(
@@ -279,7 +281,8 @@ def selective_scan_torch(
         t = t.permute(2, 0, 1)[:, :, None] if t.dim() == 3 else t.permute(3, 0, 1, 2)
         return t.contiguous()
 
-    tile = max(1, TILE_ELEMENTS // max(1, length * batch * state))
+    budget = TILE_ELEMENTS_CUDA if u.is_cuda else TILE_ELEMENTS
+    tile = max(1, budget // max(1, length * batch * state))
     y, last = _SelectiveScanFn.apply(
         u.permute(2, 0, 1).contiguous(),  # (L, batch, dim)
         delta.permute(2, 0, 1).contiguous(),
