@@ -188,6 +188,7 @@ def iter_video_frames(
         n_decoded = 0
         n_hidden = 0  # packets the container hides (edit list) or leaves empty (dropped frames)
         last_time = -math.inf
+        turns: int | None = None
         try:
             for packet in container.demux(stream):
                 if packet.is_discard or (packet.size == 0 and packet.pts is not None):
@@ -202,7 +203,8 @@ def iter_video_frames(
                         t = last_time + 1.0 / rate if n_decoded else 0.0
                     last_time = t
                     image = frame.to_ndarray(format="rgb24")  # (H, W, 3) as stored
-                    turns = _quarter_turns(frame, path) if autorotate else 0
+                    if turns is None:  # one display matrix per stream: read it once
+                        turns = _quarter_turns(frame, path) if autorotate else 0
                     if turns:
                         image = np.ascontiguousarray(np.rot90(image, turns))  # (H', W', 3) shown
                     times.append(t)
