@@ -116,3 +116,14 @@ def test_train_keeps_its_resolution(gpus):
     assert pick_device("cuda", ddp) == torch.device("cuda:1")
     assert pick_device("cuda:0", ddp) == torch.device("cuda:0")
     assert pick_device("cpu", ddp) == torch.device("cpu")
+
+
+def test_extract_run_without_the_asked_gpu_prints_one_line(gpus, capsys):
+    from extract.cli import main
+
+    gpus(0)
+    code = main(["run", "--manifest", "m.parquet", "--store", "s.zarr", "--visual", "dinov2=x",
+                 "--device", "cuda:1"])  # fmt: skip
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.count("\n") == 0
+    assert err == "error: device 'cuda:1' asked for, but torch sees no CUDA GPU on this machine"
