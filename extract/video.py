@@ -24,10 +24,19 @@ log = logging.getLogger(__name__)
 
 # Frames-folder file name pattern (Aff-Wild2 cropped_aligned), 1-based frame number.
 FRAME_NAME = "{:05d}.jpg"
-# A decoded stream may fall short of the container's declared frame count by this many frames
-# (or this fraction of it) before the file is called truncated; real files are often off by one.
-TRUNCATION_TOLERANCE_FRAMES = 2
-TRUNCATION_TOLERANCE_FRACTION = 0.01
+
+# The frame count a container declares is a hint, not a promise: an edit list hides leading
+# frames (cut or priming), variable-frame-rate recorders write empty "dropped" packets, muxers
+# count differently. The timeline is the frames the decoder gives, each at its PTS. A
+# difference of more than DECLARED_WARN_FRACTION (and more than DECLARED_WARN_FRAMES; off by
+# one is everyday) is said in one line. Only a decode error, or a shortfall of more than
+# TRUNCATED_FRACTION of the frames the container lists and does not hide, fails the file:
+# honest differences cost a few frames or percent, while a file cut short (an interrupted copy
+# or download keeps the header, which lists every frame, and loses the media data after the
+# cut; the demuxer then ends quietly) loses whatever lay after the cut, typically far more.
+DECLARED_WARN_FRACTION = 0.02
+DECLARED_WARN_FRAMES = 2
+TRUNCATED_FRACTION = 0.25
 
 
 class VideoDecodeError(RuntimeError):
@@ -44,13 +53,14 @@ class VideoInfo:
     """What the container says about a video, read without decoding frames."""
 
     fps: float  # average frame rate (frames / s); NaN if the container does not say
-    n_frames: int  # video frames (declared count, else counted packets)
-    width: int  # frame width in pixels
-    height: int  # frame height in pixels
+    n_frames: int  # video frames (declared count, a hint, else counted packets)
+    width: int  # frame width in pixels, as shown (after the rotation)
+    height: int  # frame height in pixels, as shown (after the rotation)
     duration: float  # seconds (container duration, else stream duration); NaN if unknown
     has_audio: bool  # the container has at least one audio stream
     audio_start: float  # first audio PTS in seconds (0.0 when there is no audio)
     video_start: float  # first video PTS in seconds
+    rotation: int = 0  # display rotation, degrees counterclockwise (0, 90, 180 or -90)
 
 
 def _av_errors() -> tuple[type[BaseException], ...]:
@@ -105,28 +115,64 @@ def probe_video(path: str | os.PathLike) -> VideoInfo:
         video_start = _seconds(stream.start_time, stream.time_base)
         audio = container.streams.audio
         audio_start = _seconds(audio[0].start_time, audio[0].time_base) if audio else 0.0
+        rotation = _first_frame_rotation(container, path)
+        width, height = int(stream.codec_context.width), int(stream.codec_context.height)
+        if rotation in (90, -90):
+            width, height = height, width
         return VideoInfo(
             fps=fps,
             n_frames=n_frames,
-            width=int(stream.codec_context.width),
-            height=int(stream.codec_context.height),
+            width=width,
+            height=height,
             duration=float(duration),
             has_audio=bool(audio),
             audio_start=0.0 if math.isnan(audio_start) else audio_start,
             video_start=0.0 if math.isnan(video_start) else video_start,
+            rotation=rotation,
         )
     finally:
         container.close()
 
 
+def _quarter_turns(frame, path) -> int:
+    """Counterclockwise quarter turns that show the frame upright, from its display matrix."""
+    degrees = getattr(frame, "rotation", 0) or 0
+    turns = round(degrees / 90)
+    if abs(degrees - 90 * turns) > 1:
+        log.warning(
+            "%s: display rotation of %s degrees is not a quarter turn; ignored", path, degrees
+        )
+        return 0
+    return turns % 4
+
+
+def _first_frame_rotation(container, path) -> int:
+    """Display rotation (degrees counterclockwise) of the first decodable frame; 0 if none."""
+    try:
+        container.seek(0)
+        frame = next(container.decode(container.streams.video[0]), None)
+    except _av_errors():
+        return 0
+    if frame is None:
+        return 0
+    return {0: 0, 1: 90, 2: 180, 3: -90}[_quarter_turns(frame, path)]
+
+
 def iter_video_frames(
-    path: str | os.PathLike, batch_size: int = 32, check_truncation: bool = True
+    path: str | os.PathLike,
+    batch_size: int = 32,
+    check_truncation: bool = True,
+    autorotate: bool = True,
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Decode a video into batches of (times float64 (n,) s, frames uint8 (n, H, W, 3) RGB).
 
-    Only one batch is held in memory. Raises VideoDecodeError naming the file when
-    the container is unreadable, decoding fails midway, or (with `check_truncation`)
-    the stream ends well before the frame count the container declares.
+    Only one batch is held in memory. Times are each decoded frame's PTS. With `autorotate`,
+    frames are turned upright as a player shows them (the container's display matrix, in
+    quarter turns; phones record portrait video this way), so faces stand upright and boxes
+    and landmarks are in shown pixels. The declared frame count is a hint (see
+    DECLARED_WARN_FRACTION): a difference is warned about; VideoDecodeError, naming the file,
+    is raised when the container is unreadable, decoding fails midway, or (with
+    `check_truncation`) the stream ends far short of the frames the container lists.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -140,23 +186,33 @@ def iter_video_frames(
         times: list[float] = []
         frames: list[np.ndarray] = []
         n_decoded = 0
+        n_hidden = 0  # packets the container hides (edit list) or leaves empty (dropped frames)
         last_time = -math.inf
+        turns: int | None = None
         try:
-            for frame in container.decode(stream):
-                if frame.pts is not None and time_base is not None:
-                    t = float(frame.pts * time_base)
-                elif frame.time is not None:
-                    t = float(frame.time)
-                else:  # no timestamp at all: step by the nominal rate
-                    rate = float(stream.average_rate or 25)
-                    t = last_time + 1.0 / rate if n_decoded else 0.0
-                last_time = t
-                times.append(t)
-                frames.append(frame.to_ndarray(format="rgb24"))  # (H, W, 3)
-                n_decoded += 1
-                if len(frames) == batch_size:
-                    yield np.asarray(times, np.float64), np.stack(frames)
-                    times, frames = [], []
+            for packet in container.demux(stream):
+                if packet.is_discard or (packet.size == 0 and packet.pts is not None):
+                    n_hidden += 1
+                for frame in packet.decode():
+                    if frame.pts is not None and time_base is not None:
+                        t = float(frame.pts * time_base)
+                    elif frame.time is not None:
+                        t = float(frame.time)
+                    else:  # no timestamp at all: step by the nominal rate
+                        rate = float(stream.average_rate or 25)
+                        t = last_time + 1.0 / rate if n_decoded else 0.0
+                    last_time = t
+                    image = frame.to_ndarray(format="rgb24")  # (H, W, 3) as stored
+                    if turns is None:  # one display matrix per stream: read it once
+                        turns = _quarter_turns(frame, path) if autorotate else 0
+                    if turns:
+                        image = np.ascontiguousarray(np.rot90(image, turns))  # (H', W', 3) shown
+                    times.append(t)
+                    frames.append(image)
+                    n_decoded += 1
+                    if len(frames) == batch_size:
+                        yield np.asarray(times, np.float64), np.stack(frames)
+                        times, frames = [], []
         except errors as exc:
             raise VideoDecodeError(
                 path, f"decoding failed after {n_decoded} frames ({exc})"
@@ -165,14 +221,30 @@ def iter_video_frames(
             yield np.asarray(times, np.float64), np.stack(frames)
         if n_decoded == 0:
             raise VideoDecodeError(path, "no frame could be decoded")
-        if check_truncation and declared > 0:
-            allowed = max(TRUNCATION_TOLERANCE_FRAMES, TRUNCATION_TOLERANCE_FRACTION * declared)
-            if declared - n_decoded > allowed:
-                raise VideoDecodeError(
-                    path, f"truncated: decoded {n_decoded} of {declared} declared frames"
-                )
+        if declared > 0:
+            _check_declared(path, declared, n_decoded, n_hidden, check_truncation)
     finally:
         container.close()
+
+
+def _check_declared(path, declared: int, decoded: int, hidden: int, check_truncation: bool):
+    """Compare the decoded frames with the declared count (see DECLARED_WARN_FRACTION)."""
+    listed = declared - hidden  # frames the container lists and does not hide
+    if check_truncation and decoded < (1.0 - TRUNCATED_FRACTION) * listed:
+        raise VideoDecodeError(
+            path,
+            f"truncated: decoded {decoded} of {declared} declared frames "
+            f"(more than {TRUNCATED_FRACTION:.0%} short)",
+        )
+    if abs(declared - decoded) > max(DECLARED_WARN_FRAMES, DECLARED_WARN_FRACTION * declared):
+        hint = f"; {hidden} packets hidden by an edit list or empty" if hidden else ""
+        log.warning(
+            "%s: container declares %d frames, %d decoded%s; the timeline is the decoded frames",
+            path,
+            declared,
+            decoded,
+            hint,
+        )
 
 
 def frame_path(frames_dir: str | os.PathLike, index: int) -> str:

@@ -51,7 +51,7 @@ def _aligned_image(path: str, size: int):
 def register(subparsers, add_common_options: Callable[[argparse.ArgumentParser], None]) -> None:
     p = subparsers.add_parser(
         "tiny-models",
-        help="write tiny random DINOv2/ConvNeXt/WavLM/Whisper folders (demo and tests)",
+        help="write random-weight DINOv2/ConvNeXt/WavLM/Whisper folders (demo, tests, sizing)",
         description="Write tiny random models loadable by from_pretrained; prints name -> folder.",
     )
     p.add_argument("--out", required=True, help="folder to write the model folders into")
@@ -59,8 +59,12 @@ def register(subparsers, add_common_options: Callable[[argparse.ArgumentParser],
     p.add_argument(
         "--size",
         default="test",
-        choices=["test", "demo"],
-        help="test: smallest; demo: finer DINOv2 patch grid (8 x 8 on 112 px crops)",
+        choices=["test", "demo", "base"],
+        help=(
+            "test: smallest; demo: finer DINOv2 patch grid (8 x 8 on 112 px crops); "
+            "base: the published base models' sizes and configs (DINOv2-B/14, "
+            "WavLM-base-plus, ConvNeXt-base, Whisper-base), random weights, about 350 MB each"
+        ),
     )
     add_common_options(p)
     p.set_defaults(func=_tiny_models)

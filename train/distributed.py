@@ -30,12 +30,11 @@ class DistInfo:
 
 
 def pick_device(preference: str, info: DistInfo) -> torch.device:
-    """ "auto": this process's GPU when there is one, else the CPU."""
-    if preference == "auto":
-        preference = "cuda" if torch.cuda.is_available() else "cpu"
-    if preference == "cuda" and info.enabled:
-        return torch.device(f"cuda:{info.local_rank}")
-    return torch.device(preference)
+    """ "auto": this process's GPU when there is one, else the CPU (see extract.device)."""
+    from extract.device import resolve_device
+
+    local_rank = info.local_rank if info.enabled else None
+    return torch.device(resolve_device(preference, local_rank=local_rank))
 
 
 def init_distributed(device_preference: str = "auto") -> tuple[DistInfo, torch.device]:

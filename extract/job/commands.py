@@ -8,13 +8,14 @@ import sys
 from pathlib import Path
 
 from data_manifest.cli_support import UserError
+from extract.device import DEVICE_HELP
 from extract.job.config import ExtractConfig, parse_encoder_list
 from extract.job.shard import parse_shard
 
 EXAMPLE = """example:
   auwild-extract run --manifest manifest.parquet --store features.zarr \\
       --visual dinov2=facebook/dinov2-base --audio wavlm=microsoft/wavlm-base-plus,logmel \\
-      --landmarks fan --device cuda --batch-size 64
+      --landmarks fan --batch-size 64
   # SLURM array, one GPU per task, then once: auwild-extract consolidate features.zarr
   auwild-extract run ... --shard $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT
 """
@@ -38,7 +39,7 @@ def _add_job_options(p: argparse.ArgumentParser) -> None:
         choices=["fan", "mediapipe", "template"],
         help="face and landmark backend (template: aligned crops; fan: GPU detector + FAN)",
     )
-    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.add_argument("--batch-size", type=int, default=32, help="frames per encoder batch")
     p.add_argument("--crop-size", type=int, default=224, help="aligned face crop side in pixels")
     p.add_argument(

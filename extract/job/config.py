@@ -12,7 +12,7 @@ class ExtractConfig:
     visual: dict[str, str] = field(default_factory=dict)  # encoder -> hub id or local folder
     audio: dict[str, str | None] = field(default_factory=dict)  # encoder -> source (None: logmel)
     landmarks: str = "template"  # landmark backend: fan | mediapipe | template
-    device: str = "cpu"  # torch device for landmarks and encoders
+    device: str = "auto"  # torch device for landmarks and encoders; resolved by extract.device
     batch_size: int = 32  # frames per encoder batch (halved on GPU out-of-memory)
     crop_size: int = 224  # canonical aligned crop the face arrays refer to
     visual_input: str = "auto"  # auto (frames folder when present) | frames | video
@@ -24,6 +24,11 @@ class ExtractConfig:
         None  # average-pool the patch grid to this side (e.g. 8); None keeps it
     )
     default_fps: float = 30.0  # frame rate for frames folders without a video
+
+    def __post_init__(self) -> None:
+        from extract.device import resolve_device
+
+        self.device = resolve_device(self.device)
 
     def to_dict(self) -> dict:
         out = asdict(self)

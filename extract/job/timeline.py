@@ -27,7 +27,12 @@ def video_frame_times(path: str | Path) -> np.ndarray:
                 raise TimelineError(f"{path}: no video stream")
             stream = container.streams.video[0]
             base = float(stream.time_base)
-            pts = [p.pts for p in container.demux(stream) if p.pts is not None and p.size > 0]
+            # packets an edit list hides are never decoded: they are not frames of the track
+            pts = [
+                p.pts
+                for p in container.demux(stream)
+                if p.pts is not None and p.size > 0 and not p.is_discard
+            ]
     except av.error.FFmpegError as exc:
         raise TimelineError(f"{path}: cannot read the container ({exc})") from exc
     if not pts:

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 import os
 
 import cv2
 import numpy as np
 import pytest
 
+from extract.job.timeline import video_frame_times
 from extract.video import (
     VideoDecodeError,
+    _check_declared,
     iter_frames_folder,
     iter_video_frames,
     probe_video,
@@ -111,3 +114,62 @@ def test_frames_folder_errors(tmp_path):
         list(iter_frames_folder(tmp_path / "missing_dir", 3, 25.0))
     with pytest.raises(ValueError, match="fps"):
         list(iter_frames_folder(tmp_path, 3, float("nan")))
+
+
+CLIPS = os.path.join(os.path.dirname(__file__), "..", "..", "data", "clips")
+
+
+def test_declared_count_is_a_hint_for_a_variable_rate_clip(caplog):
+    """98 frames declared, 3 hidden by the edit list: 95 decoded, one warning, no failure."""
+    path = os.path.join(CLIPS, "vfr_editlist.mp4")
+    assert probe_video(path).n_frames == 98
+    with caplog.at_level(logging.WARNING, logger="extract.video"):
+        _, times, frames = _decode_all(path, batch_size=16)
+    assert len(frames) == len(times) == 95
+    assert times[0] == pytest.approx(0.0) and np.all(np.diff(times) > 0)
+    steps = np.round(np.diff(times) * 1000).astype(int)
+    assert set(steps) == {33, 50, 66}  # variable rate, from PTS
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 1
+    assert "vfr_editlist.mp4" in lines[0] and "declares 98" in lines[0] and "95 decoded" in lines[0]
+    np.testing.assert_allclose(video_frame_times(path), times)  # the store's timeline agrees
+
+
+@pytest.mark.parametrize(
+    ("declared", "decoded", "hidden", "outcome"),
+    [
+        (98, 95, 3, "warn"),  # edit list: explained, still said
+        (98, 95, 0, "warn"),  # 3 % short, unexplained: said, not failed
+        (98, 97, 0, "quiet"),  # off by one is everyday
+        (1000, 981, 0, "quiet"),  # within 2 %
+        (1000, 1030, 0, "warn"),  # more frames than declared is said too
+        (100, 76, 0, "warn"),  # a quarter short is the most a real file may be
+        (100, 74, 0, "fail"),
+        (200, 100, 100, "warn"),  # half the packets empty (dropped frames): not truncation
+    ],
+)
+def test_declared_count_rule(declared, decoded, hidden, outcome, caplog):
+    with caplog.at_level(logging.WARNING, logger="extract.video"):
+        if outcome == "fail":
+            with pytest.raises(VideoDecodeError, match=rf"clip\.mp4.*decoded {decoded} of"):
+                _check_declared("clip.mp4", declared, decoded, hidden, True)
+            return
+        _check_declared("clip.mp4", declared, decoded, hidden, True)
+    assert len(caplog.records) == (outcome == "warn")
+    _check_declared("clip.mp4", 100, 10, 0, False)  # the check can be turned off
+
+
+def test_rotation_metadata_turns_frames_upright():
+    """A phone's portrait matrix (a quarter turn clockwise): frames come out as shown."""
+    path = os.path.join(CLIPS, "rotated_portrait.mp4")
+    info = probe_video(path)
+    assert info.rotation == -90 and (info.width, info.height) == (64, 96)
+    _, _, frames = _decode_all(path)
+    assert frames.shape == (10, 96, 64, 3)
+    # the red marker drawn top-left in the stored picture is top-right once turned clockwise
+    red = (frames[0, ..., 0] > 180) & (frames[0, ..., 1] < 90)
+    ys, xs = np.nonzero(red)
+    assert ys.max() < 20 and xs.min() > 64 - 20
+    _, stored = next(iter_video_frames(path, 10, autorotate=False))
+    assert stored.shape == (10, 64, 96, 3)
+    np.testing.assert_array_equal(np.rot90(stored, -1, axes=(1, 2)), frames)
