@@ -64,7 +64,8 @@ def test_verify_finds_missing_shard_nonfinite_and_time_order(tmp_path):
         :
     ] = t
     problems = "\n".join(verify_store(url).problems)
-    assert "track 'a' array 'face/box': missing chunk file(s) c/0/0" in problems
+    assert "track 'a' array 'face/box': chunk file missing [" in problems
+    assert "s.zarr/tracks/a/face/box/c/0/0]" in problems
     assert "track 'b' array 'face/rois': non-finite values at frame 5" in problems
     assert "track 'c' array 'time': time not increasing at frame 9" in problems
 
