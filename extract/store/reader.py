@@ -195,7 +195,16 @@ class StoreReader:
         return sorted(out)
 
     def array(self, tid: str, name: str):
-        """The zarr.Array of `name` in track `tid` (stored values: int8 tokens stay int8)."""
+        """The zarr.Array of `name` in track `tid` (stored values: int8 tokens stay int8).
+
+        Only arrays of the track's complete groups: a group being written or replaced is not
+        read (GroupMissing)."""
+        grp = group_of(name)
+        if grp is not None and grp not in self.track_attrs(tid).get("groups", {}):
+            raise GroupMissing(
+                f"track {tid!r} of {self.url}: array {name!r} belongs to group {grp!r}, which is "
+                "not complete in this track"
+            )
         arrays = self._all_arrays(tid)
         if name not in arrays:
             required = self.required(tid)

@@ -737,6 +737,17 @@ class TrackWriter:
                     f"({len(missing)} of {len(expected_chunk_files(meta))})"
                 )
 
+    def _check_lease(self) -> None:
+        """Raise LeaseLost (and stop: nothing is marked) when another process took the track."""
+        if self.lease is None:
+            return
+        try:
+            self.lease.check()
+        except LeaseLost:
+            self._committed = True
+            self.lease.release()
+            raise
+
     def abort(self) -> None:
         """Drop what this writer wrote (a fresh track is deleted; a reopened one keeps its old
         groups) and release the lease. Nothing is deleted when the lease was taken over."""
@@ -772,16 +783,11 @@ class TrackWriter:
                     f"track {self.track_id!r}: call finish_group({grp!r}) before commit"
                 )
         groups = {**self._existing_groups, **self._finished}
+        self._check_lease()
         self._prove(TRACK_ARRAYS, "track")
         for name in self._finished:
             self._prove(required_arrays(name, groups[name]), f"group {name!r}")
-        if self.lease is not None:
-            try:
-                self.lease.check()
-            except LeaseLost:
-                self._committed = True
-                self.lease.release()
-                raise
+        self._check_lease()  # again, right before the track becomes visible
         attrs = {**self._attrs, "groups": groups, STATUS_ATTR: STATUS_COMPLETE, "completed": _now()}
         self.group.update_attributes(attrs)
         self._attrs = attrs
