@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from extract.store import FingerprintMismatch, StoreReader, group_fingerprint
+from extract.store import FingerprintMismatch, StoreNotFound, StoreReader, group_fingerprint
 from extract.store.merge import merge_stores
 from tests.extract.store.store_fixtures import (
     DTYPES,
@@ -74,7 +74,7 @@ def test_merge_refuses_stores_from_frames_and_from_crops(tmp_path):
         merge_stores([crops, frames], out)
     assert err.value.fields == ["track.aligned_input"]
     assert "crops.zarr track a" in str(err.value) and "frames.zarr track b" in str(err.value)
-    with pytest.raises(Exception):
+    with pytest.raises(StoreNotFound):
         StoreReader(out)  # nothing written
     same = _store(tmp_path / "crops2.zarr", {"c": True})
     assert merge_stores([crops, same], out).copied == ["a", "c"]
