@@ -48,6 +48,7 @@ import random
 import socket
 import tempfile
 import time
+import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -302,6 +303,7 @@ class StoreWriter:
                 del nodes[k]
             return meta
 
+        self.location.refresh()
         after = self._update_root_meta(drop)
         self.consolidated = bool(after.get("consolidated_metadata"))
 
@@ -402,10 +404,10 @@ class StoreWriter:
         key = f"{TRACKS}/{track_id}"
         if status == STATUS_COMPLETE and add_groups and not overwrite:
             tw = TrackWriter(self, track_id, n_frames, attrs, adding=True, lease=lease)
+            # readers take the track's own metadata from now on, before anything changes in it
+            self._drop_consolidated(track_id)
             if replace:
                 tw._remove_groups(replace)
-            if self.consolidated:
-                self._drop_consolidated(track_id)  # readers take its fresh metadata from now on
             tw._start_heartbeat()
             return tw
         if status == STATUS_COMPLETE and not overwrite:
@@ -415,8 +417,8 @@ class StoreWriter:
             )
         if n_frames is None:
             raise ValueError(f"track {track_id!r}: n_frames is needed to write a new track")
-        if self.consolidated:
-            self._drop_consolidated(track_id)
+        if status is not None:
+            self._drop_consolidated(track_id)  # another process may have consolidated since
         if status is not None:
             log.info("track %s in %s: removing the previous (%s) copy", track_id, self.url, status)
             if status == STATUS_COMPLETE:  # not complete any more before a single array goes
@@ -504,6 +506,9 @@ class TrackWriter:
     def _start_heartbeat(self) -> None:
         if self.lease is not None:
             self.lease.start_heartbeat()
+            # a writer dropped without commit() or abort() stops refreshing its lease, which
+            # then goes stale and may be taken over
+            weakref.finalize(self, self.lease._stop.set)
 
     def _remove_groups(self, names) -> None:
         """Remove groups `names` from this reopened track: from its `groups` attribute first,

@@ -110,12 +110,18 @@ def test_inspect_reports_bytes_per_frame(tmp_path, capsys):
     assert sum(a["bytes_per_frame"] for a in info["arrays"].values()) == pytest.approx(
         info["bytes_per_frame"], abs=0.1
     )
+    r = StoreReader(url)
+    want = {t: round(float(r.read(t, "face/valid").mean()), 4) for t in ("t1", "t2")}
+    assert info["face_rate"] == want and 0 < want["t1"] < 1
     assert _cli(["inspect", url, "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     for key in ("tracks", "frames", "bytes_per_frame", "fingerprint", "arrays", "models"):
         assert key in out
+    assert out["face_rate"] == want
     assert _cli(["inspect", url]) == 0
-    assert "bytes/frame" in capsys.readouterr().out
+    text = capsys.readouterr().out
+    assert "bytes/frame" in text and "face rate" in text
+    assert f"t1 {' ' * 22}{want['t1']:.3f}" in text
     assert _cli(["inspect", str(tmp_path / "nothing.zarr")]) == 2
     assert "no auwild store" in capsys.readouterr().err
 
