@@ -3,7 +3,7 @@
     auwild-train fit --store S --manifest M --recipe NAME --out RUN [--set key=value ...] [--folds K]
     auwild-train eval RUN [--split val]
     auwild-train predict RUN --split test --out DIR [--store S --manifest M] [--example FILE]
-    auwild-train report RUN [--track ID]
+    auwild-train report RUN [--split val] [--track ID ...]
     auwild-train ablate --recipe abaw10 --store S --manifest M --out DIR [--seeds N]
     auwild-train recipes [NAME]
 
@@ -210,10 +210,17 @@ def build_parser() -> argparse.ArgumentParser:
     add_common_options(p)
     p.set_defaults(func=cmd_predict)
 
-    p = sub.add_parser("report", help="RUN/report.html with figures")
+    p = sub.add_parser("report", help="one self-contained HTML page: RUN/report.html (val)")
     p.add_argument("run")
-    p.add_argument("--track", default=None, help="track for the AU timeline (default: first)")
-    p.add_argument("--split", default="val")
+    p.add_argument(
+        "--track",
+        action="append",
+        default=None,
+        help="track for an AU timeline, repeatable (default: best, median and worst per-track F1)",
+    )
+    p.add_argument(
+        "--split", default="val", help="split to report (report_<split>.html if not val)"
+    )
     _add_device(p)
     add_common_options(p)
     p.set_defaults(func=cmd_report)
