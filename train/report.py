@@ -354,10 +354,10 @@ def _timelines(chosen, preds: Predictions, labels, face, thr, asked) -> str:
     for t, why in chosen:
         body += figure(
             F.timeline(t, preds.probs[t], preds.binary[t], labels[t], face[t], thr),
-            f"{t} ({why}): one row per AU, AU1 on top. Blue: probability (row height = 1), "
-            "dotted red: threshold, orange strip: decision on, green: label on, hatched: label "
-            "unknown, grey columns: frames without a face (their probabilities are filled by "
-            "the run's faceless rule).",
+            f"{t} ({why}): one row per AU, AU1 on top. In each row, bottom orange strip: the "
+            "run's decision is on; above it, blue: probability from 0 to 1 over the band, "
+            "dotted red: threshold, green: label on, purple: label unknown. Grey columns: "
+            "frames without a face (their probabilities follow the run's faceless rule).",
             f"timeline of {t}",
         )
     return body

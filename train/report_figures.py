@@ -37,7 +37,9 @@ def _png(fig) -> bytes:
 def _grid(plt, title: str, xlabel: str, ylabel: str):
     """A 3 x 4 grid of square-ish panels, one per AU, sharing both axes."""
     fig, axes = plt.subplots(3, 4, figsize=(12, 8.4), sharex=True, sharey=True)
-    fig.subplots_adjust(left=0.06, right=0.99, bottom=0.06, top=0.92, wspace=0.08, hspace=0.22)
+    fig.subplots_adjust(left=0.06, right=0.99, bottom=0.07, top=0.92, wspace=0.16, hspace=0.24)
+    for ax in axes.ravel():
+        ax.tick_params(pad=5)  # keeps the corner's two "0.0" apart
     for ax in axes[-1]:
         ax.set_xlabel(xlabel)
     for ax in axes[:, 0]:
@@ -126,6 +128,7 @@ def f1_vs_rate(f1: dict[str, float | None], rate: dict[str, float | None]) -> by
             rate[au], f1[au], color=colours[a % len(colours)], marker=markers[a], s=50, label=au
         )
     ax.set(xlabel="positive rate p", ylabel="F1", xlim=(0, 1), ylim=(0, 1))
+    ax.tick_params(pad=5)
     ax.set_title("per-AU F1 against positive rate")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.02, 0.5))
@@ -229,7 +232,7 @@ def timeline(
     face: np.ndarray,
     thresholds: np.ndarray,
 ) -> bytes:
-    """One row per AU (top: AU1): label band, probability line, decision strip; no-face shaded.
+    """One row per AU (top: AU1): decision strip, label band, probability; no-face shaded.
 
     probs (T, A), binary (T, A) 0/1, labels (T, A) in {-1, 0, 1}, face (T,) bool."""
     plt = _plt()
@@ -241,34 +244,30 @@ def timeline(
     height_in = 0.55 * a_n + 1.6
     fig, ax = plt.subplots(figsize=(13, height_in))
     fig.subplots_adjust(left=0.07, right=0.99, bottom=0.6 / height_in, top=1 - 0.9 / height_in)
-    height = 0.8
+    strip, base, span = 0.12, 0.18, 0.7  # decision strip, then label band and probability
     for a in range(a_n):
         y0 = a_n - 1 - a
         lab = labels[:, a]
+        for value, colour, alpha in ((1, "tab:green", 0.3), (-1, "tab:purple", 0.2)):
+            ax.fill_between(
+                t,
+                base + y0,
+                base + y0 + span * (lab == value),
+                step="mid",
+                color=colour,
+                alpha=alpha,
+                lw=0,
+            )
         ax.fill_between(
-            t, y0, y0 + height * (lab == 1), step="mid", color="tab:green", alpha=0.25, lw=0
+            t, y0, y0 + strip * (binary[:, a] > 0), step="mid", color="tab:orange", lw=0
         )
-        ax.fill_between(
-            t,
-            y0,
-            y0 + height * (lab < 0),
-            step="mid",
-            color="none",
-            hatch="///",
-            edgecolor="#999999",
-            lw=0,
-        )
-        ax.fill_between(t, y0, y0 + 0.12 * (binary[:, a] > 0), step="mid", color="tab:orange", lw=0)
-        ax.plot(t, y0 + height * probs[:, a], color="tab:blue", lw=0.9)
-        ax.plot([1, n], [y0 + height * thresholds[a]] * 2, color="tab:red", lw=0.6, ls=":")
-        ax.axhline(y0 - 0.1, color="#cccccc", lw=0.5)
-    faceless = ~np.asarray(face, bool)
-    if faceless.any():
-        ax.fill_between(
-            t, -0.1, a_n - 0.1, where=faceless, step="mid", color="grey", alpha=0.25, lw=0
-        )
-    ax.set_yticks([a_n - 1 - a + height / 2 for a in range(a_n)], list(AUS[:a_n]), fontsize=8)
-    ax.set_ylim(-0.15, a_n - 0.05)
+        ax.plot(t, base + y0 + span * probs[:, a], color="tab:blue", lw=0.9)
+        ax.plot([1, n], [base + y0 + span * thresholds[a]] * 2, color="tab:red", lw=0.8, ls=":")
+        ax.axhline(y0 - 0.05, color="#bbbbbb", lw=0.5)
+    for start, stop in _runs(~np.asarray(face, bool)):
+        ax.axvspan(start + 0.5, stop + 0.5, color="grey", alpha=0.3, lw=0)  # frames start+1..stop
+    ax.set_yticks([a_n - 1 - a + base + span / 2 for a in range(a_n)], list(AUS[:a_n]), fontsize=8)
+    ax.set_ylim(-0.1, a_n - 0.05)
     ax.set_xlim(1, max(n, 2))
     ax.set_xlabel("frame")
     ax.set_title(f"{track_id}: {n} frames", fontsize=10)
@@ -276,9 +275,9 @@ def timeline(
         Line2D([], [], color="tab:blue", label="probability"),
         Line2D([], [], color="tab:red", ls=":", label="threshold"),
         Patch(color="tab:orange", label="decision = 1"),
-        Patch(color="tab:green", alpha=0.25, label="label = 1"),
-        Patch(facecolor="none", hatch="///", edgecolor="#999999", label="label unknown"),
-        Patch(color="grey", alpha=0.25, label="no face"),
+        Patch(color="tab:green", alpha=0.3, label="label = 1"),
+        Patch(color="tab:purple", alpha=0.2, label="label unknown"),
+        Patch(color="grey", alpha=0.3, label="no face"),
     ]
     ax.legend(
         handles=handles,
@@ -289,3 +288,9 @@ def timeline(
         frameon=False,
     )
     return _png(fig)
+
+
+def _runs(mask: np.ndarray) -> np.ndarray:
+    """(start, stop) index pairs (K, 2) of the runs of True in `mask`, stop exclusive."""
+    edges = np.diff(np.r_[0, np.asarray(mask, np.int8), 0])
+    return np.stack([np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)], 1)

@@ -137,8 +137,11 @@ def _text_boxes(fig):
     return [(t.get_text(), t.get_window_extent(renderer)) for t in _texts(fig)]
 
 
+GAP = 2  # pixels between any two texts
+
+
 def _check_readable(fig) -> None:
-    """No two texts overlap and none leaves the canvas."""
+    """No two texts overlap or touch, and none leaves the canvas."""
     boxes = _text_boxes(fig)
     w, h = fig.canvas.get_width_height()
     for text, b in boxes:
@@ -147,7 +150,7 @@ def _check_readable(fig) -> None:
         for tj, bj in boxes[i + 1 :]:
             overlap_w = min(bi.x1, bj.x1) - max(bi.x0, bj.x0)
             overlap_h = min(bi.y1, bj.y1) - max(bi.y0, bj.y0)
-            assert overlap_w <= 1 or overlap_h <= 1, f"{ti!r} overlaps {tj!r}"
+            assert overlap_w < -GAP or overlap_h < -GAP, f"{ti!r} overlaps or touches {tj!r}"
 
 
 @pytest.fixture
@@ -367,3 +370,16 @@ def test_report_renders_in_headless_chromium(run, val_report, tmp_path):
     assert pixels.std() > 20  # not blank: text, figures and white space
     top = pixels[:200]
     assert top.std() > 5  # the header is drawn
+
+
+def test_runs_of_faceless_frames_match_a_walk():
+    rng = np.random.default_rng(7)
+    for mask in (rng.random(50) < 0.3, np.ones(4, bool), np.zeros(4, bool), np.array([True])):
+        walk, start = [], None
+        for i, m in enumerate([*mask, False]):
+            if m and start is None:
+                start = i
+            if not m and start is not None:
+                walk.append([start, i])
+                start = None
+        assert F._runs(mask).tolist() == walk
