@@ -79,7 +79,7 @@ def build_report(
         metrics = _score_here(probs, binary, y, _thresholds(metas))
         source = (
             "computed for this page from the predictions (RUN/metrics.json holds another "
-            f"split; `auwild-train eval RUN --split {split}` rewrites it for this one)"
+            f"split; auwild-train eval RUN --split {split} rewrites it for this one)"
         )
     thr = np.array([metrics["thresholds"][a] for a in AUS])
     tracks = per_track_f1(preds.order, labels, preds.binary, face)
@@ -139,7 +139,7 @@ def build_report(
         ),
         Section("timeline", "Timelines", _timelines(chosen, preds, labels, face, thr, track)),
     ]
-    title = f"auwild run {run.name}: {split} split"
+    title = f"auwild report: run {run.resolve().name}, {split} split"
     out = report_path(run, split)
     write_text_atomic(out, page(title, sections))
     return out
@@ -153,11 +153,11 @@ def _saved_metrics(run: Path, split: str, device: str) -> tuple[dict | None, str
     if path.exists():
         saved = json.loads(path.read_text())
         if saved.get("split", "val") == split:
-            return saved, "RUN/metrics.json (written by `auwild-train eval`)"
+            return saved, "RUN/metrics.json (written by auwild-train eval)"
         return None, ""
     return (
         evaluate_run(run, split, device=device),
-        "`auwild-train eval`, run for this page (wrote RUN/metrics.json)",
+        "auwild-train eval, run for this page (wrote RUN/metrics.json)",
     )
 
 

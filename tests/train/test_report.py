@@ -296,6 +296,20 @@ def test_split_train_reports_train_and_keeps_metrics(run, val_report, monkeypatc
     assert (run / "metrics.json").read_text() == saved  # val metrics not overwritten
 
 
+def test_fold_run_reports_out_of_fold_scores(run, tmp_path, monkeypatch):
+    info = json.loads((run / "run.json").read_text())
+    out = tmp_path / "folds"
+    args = ["fit", "--store", info["store"], "--manifest", info["manifest"], "--out", str(out)]
+    args += ["--folds", "2", "--no-progress", "--device", "cpu", "--set", *SMALL]
+    assert main(args + ["optim.epochs=1"]) == 0
+    monkeypatch.setattr(F, "_png", _no_png)
+    text = build_report(out, device="cpu").read_text()
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert len(metrics["fold_mean_f1"]) == 2 and f"{metrics['mean_f1']:.4f}" in text
+    assert "2 fold models, combined" in text and "held-out tracks" in text
+    assert "Fold run: the figures use the combined fold models" in text
+
+
 def test_unknown_track_is_one_clear_error(run, val_report, capsys):
     with pytest.raises(UserError, match="'nope' is not in split 'val'"):
         build_report(run, track=["nope"], device="cpu")
@@ -343,10 +357,12 @@ def _chromium(browser: str, profile: Path, *args: str) -> subprocess.CompletedPr
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(
+    _browser() is None,
+    reason="no headless browser: install Debian's `chromium` (CI does, in .ci/run)",
+)
 def test_report_renders_in_headless_chromium(run, val_report, tmp_path):
     browser = _browser()
-    if browser is None:
-        pytest.skip("no headless browser: install Debian's `chromium` (CI does, in .ci/run)")
     from PIL import Image
 
     path, _ = val_report
