@@ -314,7 +314,8 @@ def _track_section(tracks, split: str) -> str:
     return (
         figure(
             F.track_f1(tracks),
-            f"F1 of each {split} track (rows, best first) and AU (columns) at the run's "
+            f"F1 of each {split} track (rows, best first; the best and worst 30 when there are "
+            "more than 60) and AU (columns) at the run's "
             "decisions; grey where the track has no positive label for the AU. Right column: "
             "the track's mean F1 over the AUs it shows.",
             "per-track F1",

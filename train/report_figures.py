@@ -103,7 +103,8 @@ def pr_curves(probs: np.ndarray, labels: np.ndarray, thresholds: np.ndarray) -> 
             ax.set_title(f"{au}: no positive label", fontsize=9)
             continue
         precision, recall, _ = pr_curve(probs[known, a], target)
-        ax.step(recall, precision, where="post", lw=1.2, color="tab:blue")
+        keep = _thin(len(recall))
+        ax.step(recall[keep], precision[keep], where="post", lw=1.2, color="tab:blue")
         rate = float(target.mean())
         ax.axhline(rate, color="grey", ls="--", lw=0.8)
         r, p = operating_point(probs[known, a], target, float(thresholds[a]))
@@ -150,10 +151,15 @@ def f1_threshold(probs: np.ndarray, labels: np.ndarray, thresholds: np.ndarray) 
     return _png(fig)
 
 
-def track_f1(scores: TrackScores) -> bytes:
-    """Heat map of F1 per track and AU, tracks sorted best to worst; grey: AU absent from track."""
+def track_f1(scores: TrackScores, limit: int = 60) -> bytes:
+    """Heat map of F1 per track and AU, tracks sorted best to worst; grey: AU absent from track.
+
+    With more than `limit` tracks, the limit/2 best and limit/2 worst are drawn."""
     plt = _plt()
     order = scores.ranked()
+    shown = "" if len(order) <= limit else f" ({limit // 2} best and worst of {len(order)})"
+    if shown:
+        order = order[: limit // 2] + order[-(limit // 2) :]
     n = len(order)
     f1 = np.ma.masked_array(scores.f1[order], ~scores.present[order])
     mean = scores.mean[order]
@@ -169,7 +175,7 @@ def track_f1(scores: TrackScores) -> bytes:
     im = ax.imshow(f1, aspect="auto", cmap=cmap, vmin=0, vmax=1, interpolation="nearest")
     ax.set_xticks(range(len(AUS)), AUS, rotation=90, fontsize=8)
     ax.set_yticks(range(n), [scores.tracks[i] for i in order], fontsize=7)
-    ax.set_title("F1 per track and AU (grey: no positive label in the track)", fontsize=9)
+    ax.set_title(f"F1 per track and AU{shown}; grey: no positive label in the track", fontsize=9)
     ax_m.imshow(
         np.ma.masked_invalid(mean[:, None]),
         aspect="auto",
@@ -294,3 +300,8 @@ def _runs(mask: np.ndarray) -> np.ndarray:
     """(start, stop) index pairs (K, 2) of the runs of True in `mask`, stop exclusive."""
     edges = np.diff(np.r_[0, np.asarray(mask, np.int8), 0])
     return np.stack([np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)], 1)
+
+
+def _thin(n: int, most: int = 4000) -> np.ndarray:
+    """Indices of at most `most` points spread evenly over n, first and last kept (for drawing)."""
+    return np.unique(np.linspace(0, n - 1, min(n, most)).round().astype(int))

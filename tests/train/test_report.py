@@ -196,6 +196,7 @@ def test_figures_have_readable_text_and_the_timeline_names_the_aus(checked_figur
         F.f1_vs_rate({a: 0.5 for a in AUS}, {a: 0.3 + 0.01 * i for i, a in enumerate(AUS)}),
         F.f1_threshold(probs, labels, thr),
         F.track_f1(tracks),
+        F.track_f1(tracks, limit=6),
         F.cooccurrence(c, cooccurrence(masked_like(binary, labels))[1]),
         F.timeline("video0_left", probs, binary, labels, face, thr),
     ]
@@ -205,6 +206,9 @@ def test_figures_have_readable_text_and_the_timeline_names_the_aus(checked_figur
     assert epochs and all(float(t).is_integer() for t in epochs)
     ax = timeline_fig.axes[0]
     assert [t.get_text() for t in ax.get_yticklabels()] == list(AUS)
+    capped = [t.get_text() for t in checked_figures[5].axes[0].get_yticklabels()]
+    ranked = [tracks.tracks[i] for i in tracks.ranked()]
+    assert capped == ranked[:3] + ranked[-3:]
 
 
 # ----------------------------------------------------------------------------- the page
