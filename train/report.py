@@ -227,13 +227,13 @@ def _run_section(run, info, metas, metrics, source, split, preds: Predictions) -
     pairs = [
         (
             "split reported",
-            f"<b>{esc(split)}</b> ({len(preds.order)} tracks, "
+            f"<b>{esc(split)}</b> ({len(preds.order)} tracks in the figures; scores over "
             f"{metrics.get('n_frames', '?')} labelled frames)",
         ),
-        ("mean F1 (optimistic)", optimistic),
+        ("mean F1 (optimistic)" if split == "val" else "mean F1 (run's thresholds)", optimistic),
         ("mean F1 (honest)", honest_html),
         ("mean F1 at threshold 0.5", num(metrics.get("mean_f1_at_0.5"), 4)),
-        ("scores from", esc(source)),
+        ("scores from", esc(source + (f"; {metrics['note']}" if metrics.get("note") else ""))),
         ("recipe", esc(info.get("recipe", "?"))),
         ("models", f"{folds} fold models, combined" if folds else "one model"),
         ("run", esc(run.resolve())),
