@@ -1,0 +1,68 @@
+"""Track ids that cannot be store paths are refused when the manifest is made, naming the row."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from data_manifest.cli import main
+from data_manifest.manifest import ManifestError, make_manifest, write_manifest
+from data_manifest.track_id import InvalidTrackId, check_track_id, why_unsafe
+
+from .conftest import make_video
+
+
+@pytest.mark.parametrize(
+    "tid", ["", "a/b", "..", "x..y", ".hidden", "-flag", "with space", "tab\t", "CON", "a" * 201]
+)
+def test_unsafe_ids_are_refused(tid):
+    assert why_unsafe(tid)
+    with pytest.raises(InvalidTrackId, match="manifest row 7"):
+        check_track_id(tid, row=7)
+
+
+@pytest.mark.parametrize("tid", ["10-60-1280x720_left", "video1", "a.b+c=d", "x_1-2"])
+def test_safe_ids_pass(tid):
+    assert check_track_id(tid) == tid
+
+
+def test_store_schema_uses_the_same_rule():
+    from extract.store.schema import check_track_id as store_check
+
+    for tid in ["a/b", "ok_id", "..", "CON"]:
+        assert bool(why_unsafe(tid)) == (not _accepts(store_check, tid)), tid
+
+
+def _accepts(check, tid) -> bool:
+    try:
+        check(tid)
+    except ValueError:
+        return False
+    return True
+
+
+def test_csv_import_names_the_line(tmp_path, capsys):
+    make_video(tmp_path / "a.mp4", 4)
+    (tmp_path / "t.csv").write_text("track_id,video,split\nok,a.mp4,train\nbad/id,a.mp4,val\n")
+    assert (
+        main(["csv", "--table", str(tmp_path / "t.csv"), "--out", str(tmp_path / "m.parquet")]) == 2
+    )
+    err = capsys.readouterr().err
+    assert "t.csv:3: track_id 'bad/id' cannot be a store path" in err
+    assert not (tmp_path / "m.parquet").exists()
+
+
+def test_writing_a_manifest_refuses_bad_ids_naming_rows(tmp_path):
+    df = make_manifest(
+        [{"track_id": "good", "split": "train"}, {"track_id": "bad id", "split": "val"}]
+    )
+    with pytest.raises(ManifestError, match=r"row 2 track_id 'bad id': it contains ' '"):
+        write_manifest(df, tmp_path / "m.parquet")
+
+
+def test_validate_reports_bad_ids_of_an_old_manifest(tmp_path, capsys):
+    df = make_manifest([{"track_id": "../escape", "split": "test"}])
+    pd.DataFrame(df).to_parquet(tmp_path / "old.parquet")  # written without the check
+    assert main(["validate", str(tmp_path / "old.parquet")]) == 1
+    out = capsys.readouterr()
+    assert "track id cannot be a store path" in out.out + out.err
