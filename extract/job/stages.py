@@ -234,9 +234,11 @@ def run_visual(
         backend.reset(side=plan.row.get("side") or "none")
         mode = {"aligned_input": use_frames, **backend.fingerprint_fields()}
     loaded: dict[str, Any] = {}
+    shapes: dict[str, dict[str, tuple[int, ...]]] = {}
     for name in encoders:
         with stage(f"visual:{name}"):
             loaded[name] = models.visual(name)
+            shapes[name] = loaded[name].outputs  # one dry run: the encoder's own stage
     created = False
     faces = 0
     frames = 0
@@ -251,8 +253,8 @@ def run_visual(
                         tw.create_array(
                             path, shape=(n_frames, *batch[key].shape[1:]), dtype=batch[key].dtype
                         )
-                for name, enc in loaded.items():
-                    for key, shape in enc.outputs.items():
+                for name in loaded:
+                    for key, shape in shapes[name].items():
                         storage = None
                         if key == "patch":
                             storage = TokenStorage(kind=cfg.token_dtype, pool=cfg.patch_pool)
