@@ -41,7 +41,11 @@ def write_store(path: Path, tracks: int, frames: int, seed: int = 0) -> None:
         n = frames
         with w.open_track(f"t{i:03d}", n_frames=n) as tw:
             arrays = {
+                "time": (np.arange(n) / 30.0, "float64"),
                 "face/valid": (rng.random(n) > 0.05, "bool"),
+                "face/box": (np.zeros((n, 4), np.float32), "float32"),
+                "face/landmarks": (np.zeros((n, 68, 2), np.float32), "float32"),
+                "face/align": (np.zeros((n, 2, 3), np.float32), "float32"),
                 "face/rois": (rng.random((n, N_ROIS, 4)).astype(np.float32), "float32"),
                 "visual/dinov2/cls": (rng.normal(size=(n, D_CLS)), "float16"),
                 "visual/dinov2/patch": (rng.normal(size=(n, GRID, GRID, D_CLS)), "float16"),

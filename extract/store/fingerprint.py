@@ -88,6 +88,34 @@ def group_entry(fields: Mapping[str, Any]) -> dict[str, Any]:
     return {"fingerprint": fingerprint_of(fields), "fields": fields}
 
 
+def group_fingerprint(entry: Mapping[str, Any]) -> str | None:
+    """The root fingerprint a group entry was made under (a track's entry keeps it as
+    `group_fingerprint`; a root entry's `fingerprint` is it)."""
+    return entry.get("group_fingerprint", entry.get("fingerprint"))
+
+
+def track_fields_of(entry: Mapping[str, Any]) -> dict:
+    """The fields a track's entry fingerprint covers: {"group": fields, "track": track_fields}."""
+    return {"group": entry.get("fields", {}), "track": entry.get("track_fields", {})}
+
+
+def check_same_track_entry(
+    name: str, a: Mapping[str, Any], b: Mapping[str, Any], where: tuple[str, str]
+) -> None:
+    """Raise FingerprintMismatch naming fields (e.g. `track.aligned_input`) when two tracks'
+    entries of group `name` record different per-track fields."""
+    if a.get("fingerprint") == b.get("fingerprint"):
+        return
+    fa, fb = track_fields_of(a), track_fields_of(b)
+    fields = diff_fields(fa, fb)
+    detail = describe_diff(fa, fb, where) if fields else "fingerprints differ (fields unknown)"
+    raise FingerprintMismatch(
+        f"group {name!r}: {where[0]} fingerprint {a.get('fingerprint')} != {where[1]} "
+        f"fingerprint {b.get('fingerprint')}; differing fields: {detail}",
+        fields,
+    )
+
+
 def store_fingerprint(groups: Mapping[str, Mapping[str, Any]]) -> str:
     """Fingerprint of a whole store: the hash of its groups' fingerprints."""
     return fingerprint_of({name: entry["fingerprint"] for name, entry in groups.items()})
@@ -100,14 +128,14 @@ def check_same_group(
     where: tuple[str, str] = ("store", "new"),
 ) -> None:
     """Raise FingerprintMismatch naming the differing fields if two group entries differ."""
-    if expected.get("fingerprint") == found.get("fingerprint"):
+    if group_fingerprint(expected) == group_fingerprint(found):
         return
     ef, ff = expected.get("fields", {}), found.get("fields", {})
     fields = diff_fields(ef, ff)
     detail = describe_diff(ef, ff, where) if fields else "fingerprints differ (fields unknown)"
     raise FingerprintMismatch(
-        f"group {name!r}: {where[0]} fingerprint {expected.get('fingerprint')} != "
-        f"{where[1]} fingerprint {found.get('fingerprint')}; differing fields: {detail}",
+        f"group {name!r}: {where[0]} fingerprint {group_fingerprint(expected)} != "
+        f"{where[1]} fingerprint {group_fingerprint(found)}; differing fields: {detail}",
         fields,
     )
 

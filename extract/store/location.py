@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from typing import Any
+
+from data_manifest.shared_files import write_atomic
 
 
 class StoreNotFound(FileNotFoundError):
@@ -84,15 +85,7 @@ class StoreLocation:
         """Replace `key` whole: a reader sees the old or the new content, never a part."""
         target = self.path(key)
         if self.local:
-            os.makedirs(os.path.dirname(target), exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=os.path.dirname(target), prefix=".tmp-")
-            try:
-                with os.fdopen(fd, "wb") as f:
-                    f.write(data)
-                os.replace(tmp, target)
-            finally:
-                if os.path.exists(tmp):
-                    os.unlink(tmp)
+            write_atomic(target, data)  # the umask's mode, for the team
         else:
             self.fs.pipe_file(target, data)  # object stores replace objects atomically
 

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import re
 
-SCHEMA_VERSION = 1  # bump when the layout or the meaning of an array changes
+# Bump when the layout or the meaning of an array changes. 2: every chunk carries a crc32c
+# checksum, each track's group entry lists its arrays (so completeness can be proven), and
+# writers hold a lease per track.
+SCHEMA_VERSION = 2
 
 TRACKS = "tracks"  # group holding one sub-group per track
 STATUS_ATTR = "status"  # track attribute written last
@@ -75,6 +78,41 @@ def group_of(array_path: str) -> str | None:
             base = base[: -len(SCALE_SUFFIX)]
         return f"audio/{base}"
     return parts[0]
+
+
+# What a complete group must hold: {array path: trailing shape (None: any)}; every array also has
+# the track's n_frames first. Visual encoders decide their own outputs, so for them (and any other
+# group) the arrays recorded in the track's group entry at finish_group are the list.
+FIXED_GROUPS: dict[str, dict[str, tuple[int, ...] | None]] = {
+    FACE_GROUP: {
+        FACE_VALID: (),
+        FACE_BOX: (4,),
+        FACE_LANDMARKS: (68, 2),
+        FACE_ALIGN: (2, 3),
+        FACE_ROIS: None,
+    },
+    AUDIO_VALID_GROUP: {AUDIO_VALID: ()},
+}
+TRACK_ARRAYS: dict[str, tuple[int, ...] | None] = {TIME: ()}  # every track, whatever its groups
+
+
+def required_arrays(group: str, entry: dict | None = None) -> dict[str, tuple[int, ...] | None]:
+    """{array path: trailing shape or None} that group `group` must hold to be complete.
+
+    Fixed lists for `face` and `audio`, the one array of `audio/<enc>`; for the rest the arrays
+    recorded in the track's group entry (`entry["arrays"]`: {path: {"shape", "dtype"}}), plus what
+    they imply: the `_scale` array (T, h, w) of int8 patch tokens.
+    """
+    out: dict[str, tuple[int, ...] | None] = dict(FIXED_GROUPS.get(group, {}))
+    if group.startswith("audio/"):
+        out.setdefault(audio_features(group.split("/", 1)[1]), None)
+    for path, spec in ((entry or {}).get("arrays") or {}).items():
+        shape = tuple(int(s) for s in spec.get("shape", []))[1:]
+        if out.get(path) is None or out[path] == shape:
+            out[path] = shape
+        if spec.get("dtype") == "int8" and len(shape) == 3:
+            out[scale_path(path)] = shape[:2]
+    return out
 
 
 def track_path(track_id: str) -> str:

@@ -6,9 +6,36 @@ store is created and when a group is registered, never per track. A track lives 
 then is replaced (atomically) with `status = "complete"`. So processes writing different tracks
 touch disjoint files, and a crash leaves at most a track a reader sees as incomplete.
 
+One writer per track: `open_track` takes the track's lease (extract/store/lease.py) before it
+reads the track's status or writes anything; a live lease of another process raises TrackLeased.
+The lease is dropped at commit() or abort(); a heartbeat thread keeps it alive meanwhile, and
+commit() refuses (LeaseLost) when it was taken over.
+
+Rewrites never expose zeros: a track being rewritten (overwrite, replace_groups, a crashed
+earlier attempt) is first removed from the root's consolidated metadata, then from its own
+`groups` attribute, and only then are its arrays deleted; a reader sees the old data, the group
+missing, or an error (a missing chunk is an error, see integrity.py).
+
+Completeness is proven against the store: before a group (finish_group) or the track (commit) is
+marked complete, every array the schema requires (schema.required_arrays) is read back from the
+store's metadata with its full shape and every chunk file it implies is listed.
+
+The track's entry for a group (`attrs["groups"][name]`):
+
+    {"group_fingerprint": root fingerprint of the group when the track was written,
+     "fields": the root's fingerprint fields of the group,
+     "track_fields": what happened for this track (e.g. {"aligned_input": True}), when given,
+     "fingerprint": fingerprint_of({"group": fields, "track": track_fields}) with track_fields,
+                    else group_fingerprint,
+     "arrays": {path: {"shape": [T, ...], "dtype": stored dtype}} (scale arrays implied)}
+
+"Already done" means `group_fingerprint` equals the root's fingerprint (see group_done);
+readers and merge additionally refuse to mix tracks whose `fingerprint` differs.
+
 Arrays are chunked along time and sharded (one shard file holds many chunks); the writer buffers
 up to one shard per array and writes whole shards, so memory stays flat on long tracks and no
-shard is ever rewritten.
+shard is ever rewritten. Every chunk ends with a crc32c checksum (chunk_codecs), so any read
+catches a flipped byte.
 """
 
 from __future__ import annotations
@@ -27,7 +54,16 @@ from typing import Any
 
 import numpy as np
 
-from extract.store.fingerprint import check_same_group, group_entry, store_fingerprint
+from data_manifest.shared_files import shared_mode
+from extract.store.fingerprint import (
+    check_same_group,
+    fingerprint_of,
+    group_entry,
+    group_fingerprint,
+    store_fingerprint,
+)
+from extract.store.integrity import expected_chunk_files
+from extract.store.lease import LEASE_STALE_AFTER, Lease, LeaseLost
 from extract.store.location import StoreLocation, StoreNotFound
 from extract.store.quantize import TokenStorage
 from extract.store.schema import (
@@ -35,9 +71,11 @@ from extract.store.schema import (
     STATUS_ATTR,
     STATUS_COMPLETE,
     STATUS_WRITING,
+    TRACK_ARRAYS,
     TRACKS,
     check_track_id,
     group_of,
+    required_arrays,
     scale_path,
 )
 
@@ -50,6 +88,10 @@ ROOT_META = "zarr.json"
 
 class StoreVersionError(RuntimeError):
     """The store was written with another schema version than this code reads."""
+
+
+class IncompleteTrack(RuntimeError):
+    """An array a group or track must hold is missing, short, or lacks chunk files in the store."""
 
 
 class TrackExists(FileExistsError):
@@ -77,9 +119,15 @@ def check_schema(attrs: Mapping[str, Any], url: str) -> None:
             f"{url} is a Zarr group but not an auwild feature store (no schema_version)"
         )
     if found != SCHEMA_VERSION:
+        why = (
+            " (version 2 added chunk checksums, per-track array lists and writer leases, which "
+            "older stores cannot prove)"
+            if isinstance(found, int) and found < SCHEMA_VERSION
+            else ""
+        )
         raise StoreVersionError(
             f"{url} has store schema version {found}; this auwild ({package_version()}) reads version "
-            f"{SCHEMA_VERSION}. Re-extract the store, or use the auwild version that wrote it "
+            f"{SCHEMA_VERSION}{why}. Re-extract the store, or use the auwild version that wrote it "
             f"({attrs.get('package_version', 'unknown')})."
         )
 
@@ -102,11 +150,22 @@ def chunk_layout(
     return chunk, chunk * min(per_shard, n_chunks)
 
 
-def _codecs(dtype: np.dtype):
-    from zarr.codecs import BloscCodec, BloscShuffle
+CHECKSUMS = True  # crc32c on every chunk; False only to measure what it costs (bench_store)
+
+
+def chunk_codecs(dtype: np.dtype, name: str = "") -> tuple:
+    """The bytes-to-bytes codecs of the chunks of array `name` (the one place codecs are chosen).
+
+    Blosc zstd (bit-shuffled bools, byte-shuffled numbers), then a crc32c checksum of the
+    compressed chunk, so a flipped byte anywhere fails the read.
+    """
+    from zarr.codecs import BloscCodec, BloscShuffle, Crc32cCodec
 
     shuffle = BloscShuffle.bitshuffle if dtype.kind == "b" else BloscShuffle.shuffle
-    return BloscCodec(cname="zstd", clevel=3, shuffle=shuffle)
+    codecs = [BloscCodec(cname="zstd", clevel=3, shuffle=shuffle)]
+    if CHECKSUMS:
+        codecs.append(Crc32cCodec())
+    return tuple(codecs)
 
 
 class StoreWriter:
@@ -122,8 +181,13 @@ class StoreWriter:
         storage_options: Mapping[str, Any] | None = None,
         chunk_bytes: int = CHUNK_BYTES,
         shard_bytes: int = SHARD_BYTES,
+        lease_stale_after: float = LEASE_STALE_AFTER,
     ):
+        """`lease_stale_after`: seconds without a heartbeat after which another process may take
+        over a track's lease (see lease.py)."""
         self.location = StoreLocation(str(url), dict(storage_options or {}))
+        self.lease_stale_after = float(lease_stale_after)
+        self.leases = True  # False only to measure what the lease costs (bench_store)
         self.url = self.location.url
         self.chunk_bytes = chunk_bytes  # target chunk size (see chunk_layout)
         self.shard_bytes = shard_bytes  # target shard size = writer buffer per array
@@ -174,6 +238,7 @@ class StoreWriter:
             try:
                 with os.fdopen(fd, "w", encoding="utf-8") as f:
                     json.dump(meta, f, indent=2)
+                os.chmod(tmp, shared_mode())  # for the team, not mkstemp's 0600
                 os.link(tmp, path)
             except FileExistsError:
                 check_schema(self._read_root_attrs() or {}, self.url)
@@ -189,28 +254,56 @@ class StoreWriter:
                 key, {"zarr_format": 3, "node_type": "group", "attributes": {}}
             )
 
-    def _update_root_attrs(self, change: Callable[[dict], dict]) -> dict:
-        """Apply `change` to the root attrs with read, write, re-read and retry.
+    def _update_root_meta(self, change: Callable[[dict], dict]) -> dict:
+        """Apply `change` to the root `zarr.json` with read, write, re-read and retry.
 
-        Root attrs change only when a group is registered, which every process of a job does with
-        the same fields; the re-read catches the rare lost update of two different registrations.
+        The root changes only when a group is registered (every process of a job does it with
+        the same fields) or a track leaves the consolidated metadata; the re-read catches the rare
+        lost update of two different changes.
         """
         for attempt in range(8):
             meta = self.location.read_json(ROOT_META) or {}
-            attrs = dict(meta.get("attributes", {}))
-            new = change(dict(attrs))
-            if new == attrs:
-                return attrs
-            meta["attributes"] = new
-            self.location.write_json(ROOT_META, meta)
+            new = change(json.loads(json.dumps(meta)))
+            if new == meta:
+                return meta
+            self.location.write_json(ROOT_META, new)
             time.sleep(random.uniform(0.005, 0.03) * (attempt + 1))
             self.location.refresh()
-            again = dict((self.location.read_json(ROOT_META) or {}).get("attributes", {}))
-            if change(dict(again)) == again:
+            again = self.location.read_json(ROOT_META) or {}
+            if change(json.loads(json.dumps(again))) == again:
                 return again
         raise RuntimeError(
-            f"could not update the root attributes of {self.url}: concurrent writers keep replacing them"
+            f"could not update the root metadata of {self.url}: concurrent writers keep replacing it"
         )
+
+    def _update_root_attrs(self, change: Callable[[dict], dict]) -> dict:
+        def on_meta(meta: dict) -> dict:
+            attrs = dict(meta.get("attributes", {}))
+            new = change(dict(attrs))
+            if new != attrs:
+                meta["attributes"] = new
+            return meta
+
+        return dict(self._update_root_meta(on_meta).get("attributes", {}))
+
+    def _drop_consolidated(self, track_id: str) -> None:
+        """Remove track `track_id` (and all its nodes) from the root's consolidated metadata.
+
+        Done before any rewrite deletes arrays, so a reader relying on consolidated metadata
+        reads the track's own metadata instead (old data, or an unfinished track it skips).
+        """
+        key = f"{TRACKS}/{track_id}"
+
+        def drop(meta: dict) -> dict:
+            cm = meta.get("consolidated_metadata")
+            nodes = (cm or {}).get("metadata") or {}
+            gone = [k for k in nodes if k == key or k.startswith(key + "/")]
+            for k in gone:
+                del nodes[k]
+            return meta
+
+        after = self._update_root_meta(drop)
+        self.consolidated = bool(after.get("consolidated_metadata"))
 
     @property
     def attrs(self) -> dict:
@@ -227,6 +320,11 @@ class StoreWriter:
         """Re-read the root's groups (another process may have registered some)."""
         self._groups = None
         return self.groups
+
+    def group_done(self, entry: Mapping[str, Any] | None, name: str) -> bool:
+        """True when a track's group entry `entry` was made under the root's current fingerprint."""
+        root = self.groups.get(name)
+        return bool(entry and root and group_fingerprint(entry) == root.get("fingerprint"))
 
     def register_group(self, name: str, fields: Mapping[str, Any]) -> str:
         """Register a group's fingerprint fields at the root (idempotent); returns its fingerprint.
@@ -269,26 +367,47 @@ class StoreWriter:
         overwrite: bool = False,
         add_groups: bool = False,
         row: object | None = None,
+        replace_groups: tuple[str, ...] | list[str] = (),
     ) -> TrackWriter:
-        """Start writing a track (or, with add_groups, reopen a complete one to add new groups).
+        """Take the track's lease and start writing it; see the module docstring.
 
-        A complete track raises TrackExists unless `overwrite` (delete and rewrite) or
-        `add_groups`. An unfinished track left by a crash is deleted and started again.
-        `row` names the manifest row in the error for an invalid track id.
+        - absent or unfinished track (left by a crash, its lease stale): a fresh track, the old
+          copy deleted;
+        - complete and `add_groups`: reopened; groups named in `replace_groups` are removed
+          (metadata first, then arrays) and may be written again, the others stay readable;
+        - complete and `overwrite`: the whole track is rewritten;
+        - complete otherwise: TrackExists.
+        A live lease of another process raises TrackLeased (nothing touched). `row` names the
+        manifest row in the error for an invalid track id.
         """
         check_track_id(track_id, row)
+        replace = tuple(replace_groups or ())
+        if replace and not add_groups and not overwrite:
+            raise ValueError(f"track {track_id!r}: replace_groups needs add_groups=True")
+        lease = None
+        if self.leases:
+            lease = Lease.acquire(self.location, track_id, self.lease_stale_after, self.url)
+        try:
+            return self._open_leased(
+                track_id, n_frames, attrs, overwrite, add_groups, replace, lease
+            )
+        except BaseException:
+            if lease is not None:
+                lease.release()
+            raise
+
+    def _open_leased(self, track_id, n_frames, attrs, overwrite, add_groups, replace, lease):
+        self.location.refresh()
         status = self.track_status(track_id)
         key = f"{TRACKS}/{track_id}"
-        if status == STATUS_COMPLETE and self.consolidated and (add_groups or overwrite):
-            log.warning(
-                "%s has consolidated metadata; run `auwild-extract consolidate %s` after changing "
-                "complete track %s, or readers keep its old metadata",
-                self.url,
-                self.url,
-                track_id,
-            )
         if status == STATUS_COMPLETE and add_groups and not overwrite:
-            return TrackWriter(self, track_id, n_frames, attrs, adding=True)
+            tw = TrackWriter(self, track_id, n_frames, attrs, adding=True, lease=lease)
+            if replace:
+                tw._remove_groups(replace)
+            if self.consolidated:
+                self._drop_consolidated(track_id)  # readers take its fresh metadata from now on
+            tw._start_heartbeat()
+            return tw
         if status == STATUS_COMPLETE and not overwrite:
             raise TrackExists(
                 f"track {track_id!r} is already complete in {self.url}; pass overwrite=True to rewrite "
@@ -296,10 +415,22 @@ class StoreWriter:
             )
         if n_frames is None:
             raise ValueError(f"track {track_id!r}: n_frames is needed to write a new track")
+        if self.consolidated:
+            self._drop_consolidated(track_id)
         if status is not None:
             log.info("track %s in %s: removing the previous (%s) copy", track_id, self.url, status)
+            if status == STATUS_COMPLETE:  # not complete any more before a single array goes
+                self._mark_writing(track_id)
             self.location.delete(key)
-        return TrackWriter(self, track_id, n_frames, attrs, adding=False)
+        tw = TrackWriter(self, track_id, n_frames, attrs, adding=False, lease=lease)
+        tw._start_heartbeat()
+        return tw
+
+    def _mark_writing(self, track_id: str) -> None:
+        key = f"{TRACKS}/{track_id}/{ROOT_META}"
+        meta = self.location.read_json(key) or {}
+        meta.setdefault("attributes", {})[STATUS_ATTR] = STATUS_WRITING
+        self.location.write_json(key, meta)
 
 
 def _merge_keys(attrs: dict, extra: dict) -> dict:
@@ -330,10 +461,13 @@ class _ArrayState:
 class TrackWriter:
     """Writes the arrays of one track; visible to readers only after commit()."""
 
-    def __init__(self, writer: StoreWriter, track_id: str, n_frames, attrs, adding: bool):
+    def __init__(
+        self, writer: StoreWriter, track_id: str, n_frames, attrs, adding: bool, lease=None
+    ):
         import zarr
 
         self.writer = writer
+        self.lease: Lease | None = lease
         self.track_id = track_id
         self.key = f"{TRACKS}/{track_id}"
         self.adding = adding  # reopened complete track: only new groups may be written
@@ -367,18 +501,54 @@ class TrackWriter:
             )
         self._existing_groups = dict(self._attrs.get("groups", {}))
 
+    def _start_heartbeat(self) -> None:
+        if self.lease is not None:
+            self.lease.start_heartbeat()
+
+    def _remove_groups(self, names) -> None:
+        """Remove groups `names` from this reopened track: from its `groups` attribute first,
+        then their arrays (a reader sees the group missing, never half of it)."""
+        import zarr
+
+        names = [n for n in names if n in self._existing_groups]
+        if not names:
+            return
+        meta_key = f"{self.key}/{ROOT_META}"
+        meta = self.writer.location.read_json(meta_key) or {}
+        groups = dict(meta.get("attributes", {}).get("groups", {}))
+        for n in names:
+            groups.pop(n, None)
+            self._existing_groups.pop(n, None)
+        meta.setdefault("attributes", {})["groups"] = groups
+        self.writer.location.write_json(meta_key, meta)
+        self._attrs["groups"] = dict(groups)
+        group = zarr.open_group(self.writer.store, path=self.key, mode="r", use_consolidated=False)
+        doomed = [
+            path
+            for path, node in group.members(max_depth=None)
+            if isinstance(node, zarr.Array) and group_of(path) in names
+        ]
+        for path in doomed:
+            self.writer.location.delete(f"{self.key}/{path}")
+        self.group = zarr.open_group(
+            self.writer.store, path=self.key, mode="r+", use_consolidated=False
+        )
+
     def __enter__(self) -> TrackWriter:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None and not self._committed:
+        if self._committed:
+            return
+        if exc_type is None:
             self.commit()
+        else:
+            self.abort()
 
     def has_group(self, name: str) -> bool:
         """True when this track holds `name` complete with the root's fingerprint."""
         entry = self._existing_groups.get(name) or self._finished.get(name)
-        root = self.writer.groups.get(name)
-        return bool(entry and root and entry.get("fingerprint") == root.get("fingerprint"))
+        return self.writer.group_done(entry, name)
 
     def create_array(
         self,
@@ -440,7 +610,7 @@ class TrackWriter:
             dtype=dtype,
             chunks=(chunk, *shape[1:]),
             shards=(shard, *shape[1:]),
-            compressors=_codecs(dtype),
+            compressors=chunk_codecs(dtype, name),
             fill_value=False if dtype.kind == "b" else 0,
             attributes=attrs,
             overwrite=overwrite,
@@ -503,8 +673,13 @@ class TrackWriter:
             st.buffered -= take
             st.flushed = b
 
-    def finish_group(self, name: str) -> None:
-        """Mark group `name` complete in this track, with the root's fingerprint for it."""
+    def finish_group(self, name: str, track_fields: Mapping[str, Any] | None = None) -> None:
+        """Mark group `name` complete in this track, after proving its arrays are in the store.
+
+        `track_fields`: what happened for this track that changes the numbers beyond the root's
+        fields (e.g. {"aligned_input": True, "detector": "whole-image"}); it makes the entry's
+        track-level `fingerprint` (see the module docstring).
+        """
         root = self.writer.groups.get(name) or self.writer.refresh_groups().get(name)
         if root is None:
             raise KeyError(
@@ -519,16 +694,73 @@ class TrackWriter:
                 raise ValueError(
                     f"track {self.track_id!r} array {n!r}: {st.pos} of {self.n_frames} frames written"
                 )
-        self._finished[name] = {"fingerprint": root["fingerprint"], "fields": root["fields"]}
+        arrays = {
+            n: {
+                "shape": list(self._arrays[n].array.shape),
+                "dtype": str(self._arrays[n].array.dtype),
+            }
+            for n in sorted(mine)
+        }
+        entry: dict[str, Any] = {
+            "group_fingerprint": root["fingerprint"],
+            "fields": root["fields"],
+            "fingerprint": root["fingerprint"],
+            "arrays": arrays,
+        }
+        if track_fields is not None:
+            tf = canonical_fields(track_fields)
+            entry["track_fields"] = tf
+            entry["fingerprint"] = fingerprint_of({"group": root["fields"], "track": tf})
+        self._prove(required_arrays(name, entry), f"group {name!r}")
+        self._finished[name] = entry
+
+    def _prove(self, required: Mapping[str, tuple[int, ...] | None], what: str) -> None:
+        """Check against the store (not this writer's memory) that every required array exists
+        with the track's full length and has every chunk file its metadata implies."""
+        loc = self.writer.location
+        loc.refresh()
+        for path, trailing in required.items():
+            where = f"track {self.track_id!r} {what} array {path!r}"
+            meta = loc.read_json(f"{self.key}/{path}/{ROOT_META}")
+            if meta is None or meta.get("node_type") != "array":
+                raise IncompleteTrack(f"{where}: missing in {self.writer.url}")
+            shape = tuple(int(s) for s in meta["shape"])
+            if shape[0] != self.n_frames or (trailing is not None and shape[1:] != tuple(trailing)):
+                want = (self.n_frames, *(trailing if trailing is not None else ("...",)))
+                raise IncompleteTrack(f"{where}: shape {shape} in the store, expected {want}")
+            present = loc.files(f"{self.key}/{path}")
+            base = f"{self.key}/{path}/"
+            missing = [k for k in expected_chunk_files(meta) if base + k not in present]
+            if missing:
+                raise IncompleteTrack(
+                    f"{where}: chunk file {loc.path(base + missing[0])} is missing "
+                    f"({len(missing)} of {len(expected_chunk_files(meta))})"
+                )
 
     def abort(self) -> None:
-        """Drop what this writer wrote (a fresh track is deleted; a reopened one keeps its old groups)."""
-        if not self.adding:
-            self.writer.location.delete(self.key)
+        """Drop what this writer wrote (a fresh track is deleted; a reopened one keeps its old
+        groups) and release the lease. Nothing is deleted when the lease was taken over."""
+        if self._committed:
+            return
         self._committed = True
+        lost = self.lease is not None and (self.lease.lost or not self.lease._holds())
+        try:
+            if not lost:
+                if not self.adding:
+                    self.writer.location.delete(self.key)
+                else:
+                    for n in self._arrays:
+                        if group_of(n) not in self._existing_groups:
+                            self.writer.location.delete(f"{self.key}/{n}")
+                            if self._arrays[n].scale is not None:
+                                self.writer.location.delete(f"{self.key}/{scale_path(n)}")
+        finally:
+            if self.lease is not None:
+                self.lease.release()
 
     def commit(self) -> None:
-        """Write the track's attrs with status = complete, last; the track is then visible."""
+        """Prove the track complete, check the lease is still ours, then write status = complete
+        last; the track is then visible. Raises LeaseLost (nothing marked) when taken over."""
         for n, st in self._arrays.items():
             if st.flushed != self.n_frames:
                 raise ValueError(
@@ -540,8 +772,26 @@ class TrackWriter:
                     f"track {self.track_id!r}: call finish_group({grp!r}) before commit"
                 )
         groups = {**self._existing_groups, **self._finished}
+        self._prove(TRACK_ARRAYS, "track")
+        for name in self._finished:
+            self._prove(required_arrays(name, groups[name]), f"group {name!r}")
+        if self.lease is not None:
+            try:
+                self.lease.check()
+            except LeaseLost:
+                self._committed = True
+                self.lease.release()
+                raise
         attrs = {**self._attrs, "groups": groups, STATUS_ATTR: STATUS_COMPLETE, "completed": _now()}
         self.group.update_attributes(attrs)
         self._attrs = attrs
         self._existing_groups = groups
         self._committed = True
+        if self.lease is not None:
+            self.lease.release()
+
+
+def canonical_fields(fields: Mapping[str, Any]) -> dict:
+    from extract.store.fingerprint import canonical
+
+    return canonical(dict(fields))

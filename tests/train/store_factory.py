@@ -60,6 +60,11 @@ def make_dataset(
         patch = rng.normal(size=(n, GRID, GRID, D_PATCH)).astype(np.float32)
         rois = np.tile(np.array([0.1, 0.1, 0.6, 0.6], np.float32), (n, N_ROIS, 1))
         with writer.open_track(tid, n_frames=n, attrs={"fps": 30.0}) as tw:
+            tw.create_array("time", (n,), "float64")
+            tw.write("time", 0, np.arange(n) / 30.0)
+            for key, shape in (("box", (4,)), ("landmarks", (68, 2)), ("align", (2, 3))):
+                tw.create_array(f"face/{key}", (n, *shape), "float32")  # the schema's face group
+                tw.write(f"face/{key}", 0, np.zeros((n, *shape), np.float32))
             tw.create_array("face/valid", (n,), "bool")
             tw.write("face/valid", 0, face)
             tw.create_array("face/rois", (n, N_ROIS, 4), "float32")

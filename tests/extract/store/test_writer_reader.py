@@ -15,6 +15,7 @@ from extract.store import (
     StoreWriter,
     TokenStorage,
     TrackExists,
+    TrackLeased,
 )
 from extract.store.quantize import dequantize_int8, pool_grid, quantize_int8
 from tests.extract.store.store_fixtures import (
@@ -113,6 +114,11 @@ def test_incomplete_track_invisible_and_restartable(tmp_path):
         tw.commit()
     with pytest.raises(ValueError, match="expected start 5"):
         tw.write("time", 7, np.arange(3.0))
+    with pytest.raises(TrackLeased, match="being written by pid"):
+        w.open_track("t1", n_frames=10)  # the first writer still holds the track
+    tw.lease.release()  # as if its process had died: the unfinished copy stays behind
+    r.refresh()
+    assert r.incomplete_tracks() == ["t1"]
     write_track(w, "t1", n=10)  # a new writer replaces the unfinished copy
     r.refresh()
     assert r.tracks() == ["t1"] and r.incomplete_tracks() == []
@@ -194,9 +200,13 @@ def test_schema_version_refused(tmp_path):
     meta = json.loads(meta_path.read_text())
     meta["attributes"]["schema_version"] = 999
     meta_path.write_text(json.dumps(meta))
-    with pytest.raises(StoreVersionError, match="schema version 999.*reads version 1"):
+    with pytest.raises(StoreVersionError, match="schema version 999.*reads version 2"):
         StoreReader(url)
-    with pytest.raises(StoreVersionError, match="schema version 999"):
+    meta["attributes"]["schema_version"] = 1  # written before checksums and leases
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(StoreVersionError, match="version 2 added chunk checksums.*Re-extract"):
+        StoreReader(url)
+    with pytest.raises(StoreVersionError, match="schema version 1;"):
         StoreWriter(url)
     del meta["attributes"]["schema_version"]
     meta_path.write_text(json.dumps(meta))
