@@ -40,7 +40,7 @@ from extract.job.stages import (
     stage,
     track_attrs,
 )
-from extract.store import schema
+from extract.store import TrackLeased, schema
 
 log = logging.getLogger("auwild.extract")
 
@@ -181,9 +181,9 @@ def run_track(
         )
     except TrackExists:  # another process completed it since we planned
         return TrackResult(0, already_done=True)
+    except TrackLeased:
+        raise
     except Exception as exc:
-        if type(exc).__name__ == "TrackLeased":
-            raise
         raise StageError("open", exc) from exc
     try:
         groups = list(p.groups)
@@ -284,9 +284,7 @@ def run_extraction(
             summary.failed.append(failure)
             log.error("%s failed at %s: %s", p.track_id, failure.stage, failure.error)
             continue
-        except Exception as exc:
-            if type(exc).__name__ != "TrackLeased":
-                raise
+        except TrackLeased as exc:
             holder = _holder(exc)
             summary.leased.append((p.track_id, holder))
             log.warning("%s: being written by %s; skipped", p.track_id, holder)
@@ -317,8 +315,6 @@ def run_extraction(
     return summary
 
 
-def _holder(exc: Exception) -> str:
-    holder = getattr(exc, "holder", None)
-    if isinstance(holder, dict):
-        return ", ".join(f"{k} {v}" for k, v in holder.items())
-    return str(holder or "another process")
+def _holder(exc) -> str:
+    h = exc.holder
+    return f"pid {h.get('pid')} on host {h.get('host')!r} since {h.get('started')}"
