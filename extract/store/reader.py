@@ -174,6 +174,10 @@ class StoreReader:
 
     def array(self, tid: str, name: str):
         """The zarr.Array of `name` in track `tid` (stored values: int8 tokens stay int8)."""
+        grp = group_of(name)
+        if grp is not None and grp not in self.track_attrs(tid).get("groups", {}):
+            # a group being rewritten: its arrays may exist before their chunks do
+            raise GroupMissing(f"track {tid!r} of {self.url} has no complete group {grp!r}")
         arrays = self._all_arrays(tid)
         if name not in arrays:
             raise KeyError(

@@ -401,11 +401,11 @@ class StoreWriter:
         status = self.track_status(track_id)
         key = f"{TRACKS}/{track_id}"
         if status == STATUS_COMPLETE and add_groups and not overwrite:
+            if self.consolidated:  # first: readers take its fresh metadata before arrays go
+                self._drop_consolidated(track_id)
             tw = TrackWriter(self, track_id, n_frames, attrs, adding=True, lease=lease)
             if replace:
                 tw._remove_groups(replace)
-            if self.consolidated:
-                self._drop_consolidated(track_id)  # readers take its fresh metadata from now on
             tw._start_heartbeat()
             return tw
         if status == STATUS_COMPLETE and not overwrite:
