@@ -81,7 +81,7 @@ def run_bench(
     end_to_end = n_frames / e2e_seconds
     encoder_only = n_frames / encoder_seconds if encoder_seconds > 0 else float("inf")
     return {
-        "track": plan.track_id,
+        "track": p.track_id,
         "frames": n_frames,
         "visual": dict(cfg.visual),
         "audio": {k: v for k, v in cfg.audio.items()},

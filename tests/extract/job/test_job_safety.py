@@ -224,3 +224,18 @@ def test_fingerprints_record_each_tracks_face_mode_and_few_faces_are_named(world
     assert video["visual/dinov2"]["track_fields"]["aligned_input"] is False
     assert video["face"]["group_fingerprint"] == frames["face"]["group_fingerprint"]
     assert video["face"]["fingerprint"] != frames["face"]["fingerprint"]
+
+
+def test_bench_times_the_job_stages(world):
+    from data_manifest.manifest import read_manifest
+    from extract.job.bench import run_bench
+    from extract.job.config import ExtractConfig
+
+    cfg = ExtractConfig(
+        visual={"dinov2": world["models"]["dinov2"]},
+        audio={"logmel": None},
+        batch_size=8,
+        crop_size=56,
+    )
+    result = run_bench(read_manifest(world["manifest"]), cfg)
+    assert result["frames"] == 30 and result["end_to_end_fps"] > 0 and result["ratio"] > 0
