@@ -164,6 +164,28 @@ def group_fingerprints(reader, groups: list[str]) -> dict[str, str]:
     return {g: str(root.get(g, {}).get("fingerprint", "")) for g in groups}
 
 
+def read_mask(reader, tid: str, path: str, have: set[str], n: int) -> np.ndarray:
+    """A (T,) bool mask array of a track; all-ones only when the store has no such group.
+
+    A store that has the group but a track that lost the array (or never finished the group)
+    is an error naming track, array and file, never a mask of ones.
+    """
+    from extract.store import CorruptChunk, MissingChunk
+
+    if path in have:
+        try:
+            return reader.read(tid, path).astype(bool)
+        except (MissingChunk, CorruptChunk) as exc:
+            raise UserError(str(exc)) from exc
+    grp = group_of(path)
+    if grp in reader.groups:
+        raise UserError(
+            f"track {tid!r}: the store has group {grp!r} but this track has no complete "
+            f"{path!r}; run auwild-extract run again to extract it"
+        )
+    return np.ones(n, bool)
+
+
 def load_track(
     reader,
     row: pd.Series,
@@ -182,19 +204,9 @@ def load_track(
     result = load_labels(labels_path, n)
     if result.note:
         log.debug("%s", result.note)
-    have = set(reader.arrays(tid))
-    face_valid = (
-        reader.read(tid, cfg.face_valid).astype(bool)
-        if cfg.face_valid in have
-        else np.ones(n, bool)
-    )
-    audio_valid = None
-    if "audio" in keys:
-        audio_valid = (
-            reader.read(tid, cfg.audio_valid).astype(bool)
-            if cfg.audio_valid in have
-            else np.ones(n, bool)
-        )
+    have = set(reader.arrays(tid))  # with the arrays a complete group must hold, even if lost
+    face_valid = read_mask(reader, tid, cfg.face_valid, have, n)
+    audio_valid = read_mask(reader, tid, cfg.audio_valid, have, n) if "audio" in keys else None
     for key in keys:
         path = features[key]
         if path not in have:
