@@ -239,3 +239,21 @@ def test_bench_times_the_job_stages(world):
     )
     result = run_bench(read_manifest(world["manifest"]), cfg)
     assert result["frames"] == 30 and result["end_to_end_fps"] > 0 and result["ratio"] > 0
+
+
+def test_a_track_leased_by_another_writer_is_skipped_and_named(world, tmp_path, capsys):
+    from extract.store import StoreWriter
+
+    store = tmp_path / "s.zarr"
+    holder = StoreWriter(str(store), create=True).open_track("video001", n_frames=30)
+    try:
+        capsys.readouterr()
+        assert extract_main(args_for(world, store)) == 0
+        out = capsys.readouterr().out
+    finally:
+        holder.abort()
+    assert re.search(r"LEASED video001: being written by pid \d+ on host .* since ", out), out
+    assert re.search(r"tracks done\s+2\n", out) and re.search(r"tracks leased elsewhere\s+1\n", out)
+    capsys.readouterr()
+    assert extract_main(args_for(world, store)) == 0  # lease dropped: the next run takes it
+    assert re.search(r"tracks done\s+1\n", capsys.readouterr().out)
