@@ -157,7 +157,6 @@ def changed_message(store: str, changed: list[TrackPlan]) -> str:
 def run_track(
     p: TrackPlan,
     writer,
-    fingerprints: dict[str, str],
     cfg: ExtractConfig,
     models: ModelCache,
     advance: Callable[[int], None],
@@ -278,7 +277,7 @@ def run_extraction(
     for p in todo:
         t_track = time.perf_counter()
         try:
-            result = run_track(p, writer, fingerprints, cfg, models, bar.update)
+            result = run_track(p, writer, cfg, models, bar.update)
         except StageError as exc:  # one bad track costs one track: recorded, the job goes on
             failure = failures.record(p.track_id, exc.stage, exc.error)
             summary.failed.append(failure)
