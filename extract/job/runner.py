@@ -279,6 +279,8 @@ def run_extraction(
         try:
             result = run_track(p, writer, cfg, models, bar.update)
         except StageError as exc:  # one bad track costs one track: recorded, the job goes on
+            if isinstance(exc.error, UserError):  # a model that cannot load fails every track
+                raise exc.error from None
             failure = failures.record(p.track_id, exc.stage, exc.error)
             summary.failed.append(failure)
             log.error("%s failed at %s: %s", p.track_id, failure.stage, failure.error)
