@@ -224,6 +224,21 @@ def test_fingerprints_record_each_tracks_face_mode_and_few_faces_are_named(world
     assert video["visual/dinov2"]["track_fields"]["aligned_input"] is False
     assert video["face"]["group_fingerprint"] == frames["face"]["group_fingerprint"]
     assert video["face"]["fingerprint"] != frames["face"]["fingerprint"]
+    from extract.store import FingerprintMismatch
+
+    # the trainer does not mix tracks from full frames with tracks from aligned crops...
+    with pytest.raises(FingerprintMismatch, match="aligned_input"):
+        reader.require_groups(["face/valid"])
+    # ...but the audio groups agree, though one track's video differs in how its face was found
+    reader.require_groups(["audio/logmel", "audio/valid"])
+
+
+def test_a_store_from_one_job_reads_as_one_training_set(reference_store):
+    from extract.store import StoreReader
+
+    reader = StoreReader(str(reference_store))
+    groups = reader.require_groups(["face", "visual/dinov2", "audio", "audio/logmel"])
+    assert set(groups) == {"face", "visual/dinov2", "audio", "audio/logmel"}
 
 
 def test_bench_times_the_job_stages(world):
