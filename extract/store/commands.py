@@ -8,6 +8,8 @@ import sys
 
 from data_manifest.cli_support import UserError
 from extract.store.fingerprint import FingerprintMismatch
+from extract.store.integrity import CorruptChunk, MissingChunk
+from extract.store.lease import TrackLeased
 from extract.store.location import StoreNotFound
 from extract.store.writer import StoreVersionError
 
@@ -30,7 +32,15 @@ def _user_errors(func):
     def run(args: argparse.Namespace) -> int:
         try:
             return func(args)
-        except (StoreNotFound, StoreVersionError, FingerprintMismatch, ValueError) as exc:
+        except (
+            StoreNotFound,
+            StoreVersionError,
+            FingerprintMismatch,
+            MissingChunk,
+            CorruptChunk,
+            TrackLeased,
+            ValueError,
+        ) as exc:
             raise UserError(str(exc)) from exc
 
     return run

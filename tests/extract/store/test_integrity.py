@@ -194,3 +194,12 @@ def test_arrays_of_an_unfinished_group_are_not_read(tmp_path):
     assert np.array_equal(r.read("t0", "face/box"), make_track(21, 0)["face/box"])
     tw.abort()
     assert os.path.exists(tmp_path / "s.zarr/tracks/t0/face/box")
+
+
+def test_inspect_of_a_damaged_store_is_one_line(tmp_path, capsys):
+    url = _store(tmp_path, tids=("t0",))
+    (tmp_path / "s.zarr/tracks/t0/face/valid/c/0").rename(tmp_path / "moved")
+    assert _cli(["inspect", url]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "track 't0' array 'face/valid'" in err and "missing" in err
+    assert len(err.splitlines()) == 1
