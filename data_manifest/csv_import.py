@@ -14,6 +14,7 @@ import pandas as pd
 
 from data_manifest.cli_support import UserError
 from data_manifest.manifest import SIDES, SPLITS, make_manifest
+from data_manifest.track_id import why_unsafe
 from data_manifest.track_row import TrackRow
 from data_manifest.video_probe import VideoProbeError, probe_counts
 
@@ -52,6 +53,11 @@ def build_csv_manifest(table: str | os.PathLike, probe: bool = True) -> pd.DataF
             tid = rec["track_id"]
             if not tid:
                 raise UserError(f"{table}:{lineno}: empty track_id")
+            reason = why_unsafe(tid)
+            if reason:
+                raise UserError(
+                    f"{table}:{lineno}: track_id {tid!r} cannot be a store path: {reason}"
+                )
             if tid in seen:
                 raise UserError(f"{table}:{lineno}: track_id {tid!r} already on line {seen[tid]}")
             seen[tid] = lineno

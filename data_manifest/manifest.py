@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from data_manifest.cli_support import UserError
+from data_manifest.track_id import why_unsafe
 
 MANIFEST_VERSION = "1"
 
@@ -90,6 +91,7 @@ def write_manifest(df: pd.DataFrame, path: str | os.PathLike) -> Path:
 
     path = Path(path)
     df = normalize_manifest(df, source=str(path))
+    check_track_ids(df, source=str(path))
     table = pa.Table.from_pandas(df, preserve_index=False)
     meta = dict(table.schema.metadata or {})
     meta[b"auwild_manifest_version"] = MANIFEST_VERSION.encode()
@@ -99,6 +101,24 @@ def write_manifest(df: pd.DataFrame, path: str | os.PathLike) -> Path:
     pq.write_table(table, tmp)
     os.replace(tmp, path)
     return path
+
+
+def check_track_ids(df: pd.DataFrame, source: str = "manifest") -> None:
+    """Refuse ids that cannot be store paths, naming every such row (1-based) and why.
+
+    Checked when a manifest is written, not when it is read: a manifest written before the rule
+    still opens, and the extraction job then fails those rows one by one.
+    """
+    bad = []
+    for i, tid in enumerate(df["track_id"]):
+        reason = why_unsafe(str(tid))
+        if reason:
+            bad.append(f"row {i + 1} track_id {tid!r}: {reason}")
+    if bad:
+        more = f" (and {len(bad) - 5} more)" if len(bad) > 5 else ""
+        raise ManifestError(
+            f"{source}: track ids that cannot be store paths: " + "; ".join(bad[:5]) + more
+        )
 
 
 def read_manifest(path: str | os.PathLike) -> pd.DataFrame:

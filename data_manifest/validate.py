@@ -19,6 +19,7 @@ from data_manifest.aus import AUS, N_AUS
 from data_manifest.frames_dir import frame_numbers
 from data_manifest.labels import length_note
 from data_manifest.manifest import SPLITS
+from data_manifest.track_id import why_unsafe
 from data_manifest.video_probe import VideoProbeError, probe_counts
 
 
@@ -113,6 +114,10 @@ def _check_row(
 
     def problem(file: str, line: int, message: str) -> None:
         report.problems.append(Problem(file, line, tid, message))
+
+    unsafe = why_unsafe(tid)
+    if unsafe:  # extraction would fail this row: say so now, naming the row
+        problem(manifest, lineno, f"track id cannot be a store path: {unsafe}")
 
     # Video: present and readable; its frame count is the reference length.
     n_frames = -1

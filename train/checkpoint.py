@@ -3,43 +3,39 @@
 A checkpoint file holds only tensors and plain Python values so `torch.load(weights_only=True)`
 can read it: the metadata (config, epoch, step, schema version, store group fingerprints,
 thresholds) travels as a JSON string and also sits beside the file as `<name>.json` for people.
-Writes go to a temporary file in the same folder, are flushed to disk, then `os.replace`d, so
-a killed run leaves either the old or the new checkpoint, never half of one.
+Writes go through `write_atomic` (temporary file beside the target, synced, renamed, mode from
+the umask), so a killed run leaves either the old or the new checkpoint, never half of one.
 """
 
 from __future__ import annotations
 
+import io
 import json
-import os
 import random
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from data_manifest.shared_files import write_atomic, write_text_atomic
+
 CHECKPOINT_SCHEMA = 1
 
 
 def atomic_write_bytes(path: Path, write) -> None:
-    """Run `write(fileobj)` into a temporary file beside `path`, then rename it over `path`."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Run `write(fileobj)` into memory, then replace `path` whole, synced to disk.
+
+    The file gets the mode the umask gives (see data_manifest/shared_files.py), so teammates can
+    read checkpoints; readers see the old or the new file, never a part.
+    """
+    buf = io.BytesIO()
+    write(buf)
+    write_atomic(path, buf.getvalue(), fsync=True)
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, lambda f: f.write(text.encode()))
+    write_text_atomic(path, text, fsync=True)
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any], meta: dict[str, Any]) -> None:

@@ -225,6 +225,7 @@ def _fit(
     start_epoch, step, best = 0, 0, float("-inf")
     if resume:
         state, meta = load_checkpoint(out / LAST, map_location=device)
+        check_resume_store(out, meta, reader, fingerprints)
         model.load_state_dict(state["model"])
         load_optimizer_state(optimizer, model, state["optimizer"])
         from train.checkpoint import set_rng_state
@@ -265,6 +266,7 @@ def _fit(
         "dims": dims,
         "keys": keys,
         "store_fingerprints": fingerprints,
+        "store_fields": {g: reader.groups.get(g, {}).get("fields", {}) for g in fingerprints},
         "store_schema": _store_schema(),
         "aus": list(AUS),
     }
@@ -408,6 +410,39 @@ def _progress(iterable, total: int, desc: str, enabled: bool):
     from tqdm.auto import tqdm
 
     return tqdm(iterable, total=total, desc=desc, unit="step", leave=False, dynamic_ncols=True)
+
+
+def check_resume_store(
+    out: Path, meta: dict[str, Any], reader, fingerprints: dict[str, str]
+) -> None:
+    """Refuse to resume on a store whose group fingerprints changed since the checkpoint.
+
+    The remaining epochs would otherwise train on other features than the first ones did.
+    """
+    from extract.store.fingerprint import describe_diff
+
+    saved = meta.get("store_fingerprints") or {}
+    saved_fields = meta.get("store_fields") or {}
+    changed = []
+    for group, now in sorted(fingerprints.items()):
+        before = saved.get(group)
+        if before is None or before == now:
+            continue
+        fields = ""
+        if group in saved_fields:
+            fields = describe_diff(
+                saved_fields[group],
+                reader.groups.get(group, {}).get("fields", {}),
+                ("checkpoint", "store"),
+            )
+        changed.append(f"{group} ({fields or f'fingerprint {before} -> {now}'})")
+    missing = sorted(set(saved) - set(fingerprints))
+    if changed or missing:
+        what = "; ".join(changed + [f"{g} (not used now)" for g in missing])
+        raise UserError(
+            f"{out}: cannot resume, the store changed since {LAST} was written: {what}. "
+            "Train into a new run folder (or delete this one) to start over."
+        )
 
 
 def _truncate_history(path: Path, epochs: int) -> None:

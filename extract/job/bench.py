@@ -23,7 +23,12 @@ from extract.job.shard import Shard
 def run_bench(
     manifest: pd.DataFrame, cfg: ExtractConfig, *, track: str | None = None
 ) -> dict[str, Any]:
-    from extract.job.runner import Extractor
+    from extract.audio_decode import load_audio
+    from extract.job.group_fields import group_fields
+    from extract.job.models import ModelCache
+    from extract.job.plan import StoreState, plan
+    from extract.job.runner import open_writer, run_track
+    from extract.job.stages import face_batches, uses_frames
 
     rows = (
         manifest[manifest["video"].astype(str) != ""]
@@ -37,42 +42,46 @@ def run_bench(
             else f"track {track!r} is not in the manifest"
         )
     one = rows.iloc[:1]
+    models = ModelCache(cfg)
     with tempfile.TemporaryDirectory(prefix="auwild-bench-") as tmp:
         store = str(Path(tmp) / "bench.zarr")
-        ext = Extractor(cfg, store)
-        (plan,) = ext.plan(one, Shard(0, 1), None)
+        writer, fingerprints = open_writer(store, cfg, group_fields(cfg))
+        (p,) = plan(one, StoreState(), fingerprints, Shard(0, 1)).tracks
         # untimed pass: warms caches, models and decoders, and collects the encoder inputs
-        times = _times(plan)
+        times = _times(p)
         n_frames = len(times)
-        batches = list(ext._visual_batches(plan, times)) if cfg.visual else []
-        audio = ext._audio_track(plan.row["video"]) if cfg.audio else None
+        batches = []
+        if cfg.visual:
+            use_frames = uses_frames(p, cfg)
+            backend = models.backend(aligned_input=use_frames)
+            backend.reset(side=p.row.get("side") or "none")
+            batches = list(face_batches(p, n_frames, cfg, backend, use_frames))
+        audio = load_audio(p.row["video"]) if cfg.audio else None
         for name in cfg.visual:  # warm-up
-            ext.visual_encoder(name).encode(batches[0]["crops"][:2])
+            models.visual(name).encode(batches[0]["crops"][:2])
         # the job encodes only frames with a face; so does the ceiling
         inputs = [b["crops"][b["valid"]] for b in batches if b["valid"].any()]
 
         t0 = time.perf_counter()
         for crops in inputs:
             for name in cfg.visual:
-                ext.visual_encoder(name).encode(crops)
+                models.visual(name).encode(crops)
         if audio is not None and audio.valid:
             for name in cfg.audio:
-                ext.audio_encoder(name).encode(audio)
+                models.audio(name).encode(audio)
         encoder_seconds = time.perf_counter() - t0
 
         store2 = str(Path(tmp) / "bench2.zarr")
-        ext2 = Extractor(cfg, store2)
-        ext2._backend = ext._backend
-        ext2._visual, ext2._audio_enc = ext._visual, ext._audio_enc
-        (plan2,) = ext2.plan(one, Shard(0, 1), None)
+        writer2, fingerprints2 = open_writer(store2, cfg, group_fields(cfg))
+        (p2,) = plan(one, StoreState(), fingerprints2, Shard(0, 1)).tracks
         t0 = time.perf_counter()
-        ext2.run_track(plan2, lambda n: None)
+        run_track(p2, writer2, cfg, models, lambda n: None)
         e2e_seconds = time.perf_counter() - t0
 
     end_to_end = n_frames / e2e_seconds
     encoder_only = n_frames / encoder_seconds if encoder_seconds > 0 else float("inf")
     return {
-        "track": plan.track_id,
+        "track": p.track_id,
         "frames": n_frames,
         "visual": dict(cfg.visual),
         "audio": {k: v for k, v in cfg.audio.items()},
@@ -86,7 +95,7 @@ def run_bench(
     }
 
 
-def _times(plan):
+def _times(track_plan):
     from extract.job.timeline import video_frame_times
 
-    return video_frame_times(plan.row["video"])
+    return video_frame_times(track_plan.row["video"])

@@ -118,8 +118,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(summary.table())
     if summary.failed:
         print(f"failures recorded in {failures_path(args.store)}", file=sys.stderr)
-        return 1
-    return 0
+    if summary.unknown:
+        print(
+            f"--tracks names id(s) not in the manifest: {', '.join(summary.unknown)}",
+            file=sys.stderr,
+        )
+    return 0 if summary.ok else 1
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -147,7 +151,12 @@ def register(sub, add_common_options) -> None:
     p.add_argument("--store", required=True, help="store path or URL (features.zarr, s3://...)")
     p.add_argument("--shard", default=None, help="i/N: this process's share of the manifest")
     p.add_argument("--tracks", default=None, help="only these track ids, comma-separated")
-    p.add_argument("--overwrite", action="store_true", help="recompute complete tracks too")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="recompute the groups named here (--visual, --audio) in complete tracks too; other "
+        "groups are kept, except in tracks whose sources changed, which are rewritten whole",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument(
         "--no-consolidate",

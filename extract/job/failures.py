@@ -1,7 +1,8 @@
 """The failures table: one JSON line per failed track, appended beside the store.
 
 Several shard processes may append at once; each record is one `write` of one line
-on a file opened in append mode, which POSIX keeps whole.
+on a file opened in append mode, which POSIX keeps whole. The file gets the umask's mode,
+so teammates running other shards can append to it and read it.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import time
 import traceback
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+from data_manifest.shared_files import shared_mode
 
 
 @dataclass
@@ -50,7 +53,7 @@ class FailureLog:
         if self.path is not None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             line = json.dumps(asdict(failure)) + "\n"
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, shared_mode())
             try:
                 os.write(fd, line.encode("utf-8"))
             finally:

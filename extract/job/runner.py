@@ -1,63 +1,78 @@
 """The extraction job: every track of a manifest (shard) into one feature store.
 
-Per track, in order: plan what is missing, stream the visual input in batches
-(decode -> faces -> align -> regions -> visual encoders), then the audio (decoded
-once per video, encoded, pooled onto the frame times), then commit. Decoding and
-face work for the next batch run in a background thread while the encoders work on
-the current one, and writes go through a writer thread, so the encoder is rarely idle.
+`run_extraction` plans first (plan.py: no model loaded, nothing decoded), stops before any work
+when complete tracks' sources changed and --overwrite was not given, then runs each track
+through its stages (stages.py): probe, faces and visual encoders (decode and faces in a
+background thread, writes in a writer thread, so the encoder is rarely idle), audio, commit.
+Models are loaded the first time a track needs them (models.py).
 
-A failing track is recorded in the failures table and costs only itself.
+A failing track is recorded in the failures table with the stage it failed in and costs only
+itself; a track another process is writing is skipped and said; everything the job does not do
+is listed in its summary.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import queue
-import threading
 import time
-from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-import numpy as np
 import pandas as pd
 
+from data_manifest.cli_support import UserError
 from extract.job.config import ExtractConfig
 from extract.job.failures import Failure, FailureLog, failures_path
+from extract.job.group_fields import group_fields
+from extract.job.models import ModelCache
+from extract.job.plan import Plan, SkippedRow, StoreState, TrackPlan, plan
 from extract.job.shard import Shard
-from extract.job.timeline import frame_ends, regular_times, video_frame_times
+from extract.job.stages import (
+    StageError,
+    TrackResult,
+    Writes,
+    encode_with_oom_retry,
+    probe_times,
+    run_audio,
+    run_visual,
+    stage,
+    track_attrs,
+)
+from extract.store import TrackLeased, schema
 
 log = logging.getLogger("auwild.extract")
 
-FACE_GROUP = "face"
-AUDIO_VALID_GROUP = "audio"
-FACE_SHAPE_VERSION = "mean68-v1"
-AUDIO_POOL_RULE = "overlap-mean-v1"
-SAMPLE_RATE = 16000
+LOW_FACE_RATE = 0.5  # tracks with fewer frames with a face are named in the summary
+
+# kept for callers of the former names
+_encode_with_oom_retry = encode_with_oom_retry
 
 
-@dataclass
-class TrackPlan:
-    """What one track needs."""
-
-    track_id: str
-    row: dict[str, Any]  # the manifest row
-    groups: list[str]  # array groups to compute
-    reason: str  # new | resume | changed | add | overwrite
-    n_frames: int  # estimated frames (for the progress bar)
+class SourcesChanged(UserError):
+    """Complete tracks whose sources changed; nothing was extracted."""
 
 
 @dataclass
 class JobSummary:
     done: list[str] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # already complete
     failed: list[Failure] = field(default_factory=list)
+    skipped_rows: list[SkippedRow] = field(default_factory=list)  # manifest status not ok
+    unknown: list[str] = field(default_factory=list)  # --tracks ids not in the manifest
+    leased: list[tuple[str, str]] = field(default_factory=list)  # (track, holder)
+    low_faces: list[tuple[str, float]] = field(default_factory=list)  # (track, face rate)
+    rewritten: list[tuple[str, str, list[str]]] = field(
+        default_factory=list
+    )  # (track, change, dropped)
     frames: int = 0  # frames processed (visual or audio) in this run
     seconds: float = 0.0
     bytes_written: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed and not self.unknown
 
     @property
     def fps(self) -> float:
@@ -68,6 +83,8 @@ class JobSummary:
             ("tracks done", str(len(self.done))),
             ("tracks skipped", str(len(self.skipped))),
             ("tracks failed", str(len(self.failed))),
+            ("tracks leased elsewhere", str(len(self.leased))),
+            ("rows not usable", str(len(self.skipped_rows))),
             ("frames", str(self.frames)),
             ("frames per second", f"{self.fps:.1f}"),
             ("bytes written", _human_bytes(self.bytes_written)),
@@ -76,13 +93,27 @@ class JobSummary:
         lines = [f"  {k:<{width}}  {v}" for k, v in rows]
         for failure in self.failed:
             lines.append(f"  FAILED {failure.track} [{failure.stage}] {failure.error}")
+        if self.unknown:
+            lines.append(
+                f"  UNKNOWN --tracks id(s), not in the manifest: {', '.join(self.unknown)}"
+            )
+        for row in self.skipped_rows:
+            lines.append(f"  SKIPPED manifest row {row.row_number} {row.track_id}: {row.why}")
+        for tid, holder in self.leased:
+            lines.append(f"  LEASED {tid}: being written by {holder}; left to it")
+        for tid, rate in self.low_faces:
+            what = "no face in any frame" if rate == 0 else f"a face in {rate:.0%} of frames"
+            lines.append(f"  FEW FACES {tid}: {what}")
+        for tid, change, dropped in self.rewritten:
+            lost = f"; dropped groups {', '.join(dropped)}" if dropped else ""
+            lines.append(f"  REWRITTEN {tid}: sources changed ({change}){lost}")
         return "\n".join(lines)
 
 
-def _human_bytes(n: int) -> str:
+def _human_bytes(n: float) -> str:
     for unit in ("B", "KiB", "MiB", "GiB"):
         if abs(n) < 1024 or unit == "GiB":
-            return f"{n:.1f} {unit}" if unit != "B" else f"{n} B"
+            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
         n /= 1024
     return f"{n:.1f} GiB"
 
@@ -96,448 +127,99 @@ def _dir_bytes(path: str) -> int:
     return sum(f.stat().st_size for f in root.rglob("*") if f.is_file())
 
 
-def source_signature(row: dict[str, Any]) -> dict[str, Any]:
-    """Size and modification time of a track's inputs: a changed source is extracted again."""
-    sig: dict[str, Any] = {}
-    for key in ("video", "frames_dir"):
-        path = row.get(key) or ""
-        if path and os.path.exists(path):
-            st = os.stat(path)
-            sig[key] = {"path": path, "size": st.st_size, "mtime": int(st.st_mtime)}
-    return sig
+def open_writer(store: str, cfg: ExtractConfig, fields: dict[str, dict]):
+    """The store writer with every group of the job registered; returns (writer, fingerprints)."""
+    from extract.store import FingerprintMismatch, StoreWriter
+
+    models = {g: f for g, f in fields.items() if g.startswith(("visual/", "audio/"))}
+    writer = StoreWriter(store, create=True, extractor_config=cfg.to_dict(), models=models)
+    try:
+        fingerprints = {g: writer.register_group(g, fields=f) for g, f in fields.items()}
+    except FingerprintMismatch as exc:
+        raise UserError(
+            f"{store}: {exc}. This store was extracted with other settings; use another --store "
+            "for these settings"
+        ) from exc
+    return writer, fingerprints
 
 
-class Extractor:
-    """Holds the loaded models and the store writer for one job."""
+def changed_message(store: str, changed: list[TrackPlan]) -> str:
+    names = "; ".join(f"{p.track_id} ({p.change})" for p in changed[:5])
+    more = f" and {len(changed) - 5} more" if len(changed) > 5 else ""
+    return (
+        f"{store}: the sources of {len(changed)} complete track(s) changed since they were "
+        f"extracted: {names}{more}. Nothing was extracted. Rerun with --overwrite to rewrite "
+        "them whole (groups not named on this command line are dropped from them), or restore "
+        "the original files."
+    )
 
-    def __init__(self, cfg: ExtractConfig, store: str, *, overwrite: bool = False):
-        from extract.store import StoreWriter
 
-        _quiet_model_loading()
-        self.cfg = cfg
-        self.store = store
-        self.overwrite = overwrite
-        self._backend = None
-        self._visual: dict[str, Any] = {}
-        self._audio_enc: dict[str, Any] = {}
-        self.stage = "probe"
-        self.group_fields = self._group_fields()
-        models = {g: f for g, f in self.group_fields.items() if g.startswith(("visual/", "audio/"))}
-        self.writer = StoreWriter(store, create=True, extractor_config=cfg.to_dict(), models=models)
-        # {group: fingerprint}; registering is idempotent and refuses differing fields
-        self.fingerprints = {
-            group: self.writer.register_group(group, fields=fields)
-            for group, fields in self.group_fields.items()
-        }
+def run_track(
+    p: TrackPlan,
+    writer,
+    cfg: ExtractConfig,
+    models: ModelCache,
+    advance: Callable[[int], None],
+) -> TrackResult:
+    """Extract the planned groups of one track, under its lease. Raises StageError or TrackLeased."""
+    from extract.store import TrackExists
 
-    # ---- models, loaded once per job ---------------------------------------------------------
-    @property
-    def backend(self):
-        if self._backend is None:
-            from extract.faces import get_landmark_backend
-
-            self._backend = get_landmark_backend(
-                self.cfg.landmarks,
-                device=self.cfg.device,
-                aligned_input=self._aligned_input_default(),
-                detect_every=self.cfg.detect_every,
-            )
-        return self._backend
-
-    def _aligned_input_default(self) -> bool:
-        return self.cfg.visual_input in ("auto", "frames")
-
-    def visual_encoder(self, name: str):
-        if name not in self._visual:
-            from extract.encoders import load_visual_encoder
-
-            self._visual[name] = load_visual_encoder(
-                name, self.cfg.visual[name], device=self.cfg.device, layer=self.cfg.visual_layer
-            )
-        return self._visual[name]
-
-    def audio_encoder(self, name: str):
-        if name not in self._audio_enc:
-            from extract.encoders import load_audio_encoder
-
-            kwargs: dict[str, Any] = {"device": self.cfg.device}
-            if self.cfg.audio_layers and name != "logmel":
-                kwargs["layers"] = list(self.cfg.audio_layers)
-            self._audio_enc[name] = load_audio_encoder(name, self.cfg.audio[name], **kwargs)
-        return self._audio_enc[name]
-
-    # ---- fingerprints ------------------------------------------------------------------------
-    def _group_fields(self) -> dict[str, dict[str, Any]]:
-        """Every array group this job writes, with the fields that change its numbers."""
-        from extract.regions import REGION_VERSION
-
-        cfg = self.cfg
-        face = {
-            "landmarks": cfg.landmarks,
-            "crop_size": cfg.crop_size,
-            "region_version": REGION_VERSION,
-            "face_shape": FACE_SHAPE_VERSION,
-            "visual_input": cfg.visual_input,
-            "detect_every": cfg.detect_every,
-            "backend": self.backend.fingerprint_fields() if cfg.visual else {},
-        }
-        fields: dict[str, dict[str, Any]] = {}
-        if cfg.visual:
-            fields[FACE_GROUP] = face
-        for name in cfg.visual:
-            enc = self.visual_encoder(name)
-            fields[f"visual/{name}"] = {
-                **enc.fingerprint_fields(),
-                "face": face,
-                "token_dtype": cfg.token_dtype,
-                "patch_pool": cfg.patch_pool,
-            }
-        if cfg.audio:
-            fields[AUDIO_VALID_GROUP] = {"sample_rate": SAMPLE_RATE, "pool_rule": AUDIO_POOL_RULE}
-        for name in cfg.audio:
-            enc = self.audio_encoder(name)
-            fields[f"audio/{name}"] = {
-                **enc.fingerprint_fields(),
-                "sample_rate": SAMPLE_RATE,
-                "pool_rule": AUDIO_POOL_RULE,
-            }
-        return fields
-
-    # ---- planning ----------------------------------------------------------------------------
-    def plan(self, manifest: pd.DataFrame, shard: Shard, only: set[str] | None) -> list[TrackPlan]:
-        from extract.store import StoreReader, check_track_id
-
-        reader = StoreReader(self.store, consolidated=False)  # the truth, not a snapshot
-        complete = set(reader.tracks())
-        unfinished = set(reader.incomplete_tracks())  # left by a killed run: redone whole
-        plans: list[TrackPlan] = []
-        for i, row in enumerate(manifest.to_dict("records")):
-            tid = str(row["track_id"])
-            if only is not None and tid not in only:
-                continue
-            if not shard.owns(tid):
-                continue
-            check_track_id(tid, row=i)
-            est = int(row.get("n_frames", -1) or -1)
-            if est <= 0:
-                est = 0
-            wanted = list(self.group_fields)
-            if self.overwrite:
-                plans.append(TrackPlan(tid, row, wanted, "overwrite", est))
-                continue
-            if tid not in complete:
-                reason = "resume" if tid in unfinished else "new"
-                plans.append(TrackPlan(tid, row, wanted, reason, est))
-                continue
-            attrs = reader.track_attrs(tid)
-            if attrs.get("source_signature") != source_signature(row):
-                plans.append(TrackPlan(tid, row, wanted, "changed", est))
-                continue
-            have = {g: e.get("fingerprint") for g, e in attrs.get("groups", {}).items()}
-            missing = [g for g in wanted if have.get(g) != self.fingerprints[g]]
-            if missing:
-                plans.append(TrackPlan(tid, row, missing, "add", int(attrs.get("n_frames", est))))
-            else:
-                plans.append(TrackPlan(tid, row, [], "skip", 0))
-        return plans
-
-    # ---- one track ---------------------------------------------------------------------------
-    def run_track(self, plan: TrackPlan, advance: Callable[[int], None]) -> int:
-        """Extract the planned groups of one track; returns the frames processed."""
-        row = plan.row
-        video = row.get("video") or ""
-        frames_dir = row.get("frames_dir") or ""
-        self.stage = "probe"
-        if plan.reason == "add":
-            from extract.store import StoreReader
-
-            times = StoreReader(self.store, consolidated=False).read(plan.track_id, "time")
-        elif video:
-            times = video_frame_times(video)
-        elif frames_dir:
-            n = _frames_folder_length(frames_dir)
-            times = regular_times(n, float(row.get("fps") or self.cfg.default_fps))
-        else:
-            raise FileNotFoundError(f"track {plan.track_id}: no video and no frames folder")
-        n_frames = len(times)
-        attrs = {
-            "track_id": plan.track_id,
-            "video": video,
-            "frames_dir": frames_dir,
-            "video_id": row.get("video_id", ""),
-            "side": row.get("side", "none"),
-            "n_frames": n_frames,
-            "fps": float(1.0 / np.median(np.diff(times))) if n_frames > 1 else 0.0,
-            "source_signature": source_signature(row),
-        }
-        tw = self.writer.open_track(
-            plan.track_id,
+    with stage("probe"):
+        times = probe_times(p, cfg, writer.url)
+        attrs = track_attrs(p, times)
+    n_frames = len(times)
+    try:
+        tw = writer.open_track(
+            p.track_id,
             n_frames=n_frames,
             attrs=attrs,
-            overwrite=plan.reason in ("overwrite", "changed"),
-            add_groups=plan.reason == "add",
+            overwrite=p.reason == "changed",
+            add_groups=p.reopens,
+            replace_groups=tuple(p.replace),
+            row=p.row_number,
         )
-        if plan.reason != "add":
-            tw.create_array("time", shape=(n_frames,), dtype="float64")
-            tw.write("time", 0, times)
-        visual_groups = [g for g in plan.groups if g == FACE_GROUP or g.startswith("visual/")]
-        audio_groups = [g for g in plan.groups if g == AUDIO_VALID_GROUP or g.startswith("audio/")]
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-writer") as pool:
-            pending: list[Future] = []
-            if visual_groups:
-                self._run_visual(plan, tw, times, visual_groups, pool, pending, advance)
-            for fut in pending:
-                fut.result()
-            pending.clear()
-            if audio_groups:
-                self.stage = "audio"
-                self._run_audio(plan, tw, times, audio_groups)
-                if not visual_groups:
-                    advance(n_frames)
-        self.stage = "write"
-        tw.commit()
-        return n_frames
-
-    def _visual_batches(
-        self, plan: TrackPlan, times: np.ndarray
-    ) -> Iterator[dict[str, np.ndarray]]:
-        """Decode -> faces -> align -> regions, one batch at a time."""
-        from extract.align import crop_affine, map_points, warp_crops
-        from extract.regions import region_boxes
-        from extract.video import iter_frames_folder, iter_video_frames
-
-        row = plan.row
-        video = row.get("video") or ""
-        frames_dir = row.get("frames_dir") or ""
-        use_frames = bool(frames_dir) and self.cfg.visual_input in ("auto", "frames")
-        if self.cfg.visual_input == "frames" and not frames_dir:
-            raise FileNotFoundError(
-                f"track {plan.track_id}: --visual-input frames but no frames folder"
-            )
-        n_frames = len(times)
-        backend = self.backend
-        backend.aligned_input = use_frames
-        backend.reset(side=row.get("side") or "none")
-        bs = self.cfg.batch_size
-        crop = self.cfg.crop_size
-        if use_frames:
-            source = (
-                (present, frames)
-                for _, frames, present in iter_frames_folder(frames_dir, n_frames, 1.0, bs)
-            )
-        else:
-            source = ((np.ones(len(f), bool), f) for _, f in iter_video_frames(video, bs))
-        start = 0
-        for present, frames in source:
-            if start >= n_frames:
-                log.warning(
-                    "%s: decoder gave more frames than the container lists; extra dropped",
-                    plan.track_id,
-                )
-                break
-            n = min(len(frames), n_frames - start)
-            frames, present = frames[:n], present[:n]
-            self.stage = "faces"
-            faces = backend(frames)
-            valid = np.asarray(faces.valid, bool) & present  # (n,)
-            affine = crop_affine(faces.landmarks, crop)  # (n, 2, 3)
-            crops = warp_crops(frames, affine, crop)  # (n, S, S, 3)
-            crop_lm = map_points(faces.landmarks, affine)  # (n, 68, 2)
-            rois = region_boxes(crop_lm, crop)  # (n, R, 4)
-            yield {
-                "start": start,
-                "valid": valid,
-                "box": np.asarray(faces.box, np.float32),
-                "landmarks": np.asarray(faces.landmarks, np.float32),
-                "align": affine.astype(np.float32),
-                "rois": rois.astype(np.float32),
-                "crops": crops,
-            }
-            start += n
-        if start < n_frames:
-            log.warning(
-                "%s: decoder stopped at frame %d of %d; the rest is marked without a face",
-                plan.track_id,
-                start,
-                n_frames,
-            )
-
-    def _run_visual(self, plan, tw, times, groups, pool, pending, advance) -> None:
-        from extract.store import TokenStorage
-
-        n_frames = len(times)
-        encoders = [g.split("/", 1)[1] for g in groups if g.startswith("visual/")]
-        created = False
-        for batch in _prefetch(self._visual_batches(plan, times), depth=2):
-            if not created:
-                created = True
-                if FACE_GROUP in groups:
-                    n_rois = batch["rois"].shape[1]
-                    tw.create_array("face/valid", shape=(n_frames,), dtype="bool")
-                    tw.create_array("face/box", shape=(n_frames, 4), dtype="float32")
-                    tw.create_array("face/landmarks", shape=(n_frames, 68, 2), dtype="float32")
-                    tw.create_array("face/align", shape=(n_frames, 2, 3), dtype="float32")
-                    tw.create_array("face/rois", shape=(n_frames, n_rois, 4), dtype="float32")
-                for name in encoders:
-                    enc = self.visual_encoder(name)
-                    for key, shape in enc.outputs.items():
-                        path = f"visual/{name}/{key}"
-                        if key == "patch":
-                            storage = TokenStorage(
-                                kind=self.cfg.token_dtype, pool=self.cfg.patch_pool
-                            )
-                            tw.create_array(
-                                path, shape=(n_frames, *shape), dtype="float16", storage=storage
-                            )
-                        else:
-                            tw.create_array(path, shape=(n_frames, *shape), dtype="float16")
-            start = batch["start"]
-            if FACE_GROUP in groups:
-                for key in ("valid", "box", "landmarks", "align", "rois"):
-                    pending.append(pool.submit(tw.write, f"face/{key}", start, batch[key]))
-            for name in encoders:
-                self.stage = f"visual:{name}"
-                out = self._encode_visual(self.visual_encoder(name), batch["crops"], batch["valid"])
-                for key, values in out.items():
-                    pending.append(pool.submit(tw.write, f"visual/{name}/{key}", start, values))
-            advance(len(batch["valid"]))
-            _drain(pending, keep=8)
-        if not created:
-            raise RuntimeError(f"track {plan.track_id}: no frames could be decoded")
-        for fut in pending:
-            fut.result()
-        pending.clear()
-        for group in groups:
-            tw.finish_group(group)
-
-    def _encode_visual(self, enc, crops: np.ndarray, valid: np.ndarray) -> dict[str, np.ndarray]:
-        """Encode the frames with a face; frames without one get zeros."""
-        n = len(crops)
-        idx = np.flatnonzero(valid)
-        out = {k: np.zeros((n, *shape), np.float16) for k, shape in enc.outputs.items()}
-        if len(idx):
-            values = _encode_with_oom_retry(enc.encode, crops[idx])
-            for key, arr in values.items():
-                out[key][idx] = arr.astype(np.float16)
-        return out
-
-    def _audio_track(self, video: str):
-        """Decode once per video: `_left` / `_right` tracks of one video share it."""
-        from extract.audio_decode import load_audio
-
-        return load_audio(video)  # cached per file: the next track of the video reuses it
-
-    def _run_audio(self, plan, tw, times, groups) -> None:
-        from extract.audio_align import pool_to_frames
-
-        n_frames = len(times)
-        video = plan.row.get("video") or ""
-        audio = self._audio_track(video) if video else None
-        ok = audio is not None and audio.valid
-        if not ok:
-            reason = audio.reason if audio is not None else "no video, so no audio"
-            log.warning(
-                "%s: audio not usable (%s); audio arrays are zeros, audio/valid False",
-                plan.track_id,
-                reason,
-            )
-        ends = frame_ends(times)
-        for group in groups:
-            if group == AUDIO_VALID_GROUP:
-                continue
-            name = group.split("/", 1)[1]
-            enc = self.audio_encoder(name)
-            pooled = np.zeros((n_frames, enc.dim), np.float32)
-            if ok:
-                feats, starts, stops = enc.encode(audio)
-                pooled, _ = pool_to_frames(feats, starts, stops, times, ends)
-            tw.create_array(group, shape=(n_frames, enc.dim), dtype="float16")
-            tw.write(group, 0, pooled.astype(np.float16))
-            tw.finish_group(group)
-        if AUDIO_VALID_GROUP in groups:
-            valid = np.zeros(n_frames, bool)
-            if ok:  # a frame has audio when its time lies inside the decoded audio
-                audio_end = audio.start + len(audio.samples) / audio.sr
-                valid = (times >= audio.start - 1e-6) & (times < audio_end)
-            tw.create_array("audio/valid", shape=(n_frames,), dtype="bool")
-            tw.write("audio/valid", 0, valid)
-            tw.finish_group(AUDIO_VALID_GROUP)
-
-
-def _quiet_model_loading() -> None:
-    """One progress bar for the job: no per-model weight-loading bars from transformers."""
-    try:
-        from transformers.utils import logging as hf_logging
-    except ImportError:  # transformers is a dependency; without it the encoders report it
-        return
-    hf_logging.disable_progress_bar()
-
-
-def _encode_with_oom_retry(encode: Callable, crops: np.ndarray) -> dict[str, np.ndarray]:
-    """Encode; on GPU out-of-memory split the batch in halves and retry, down to one frame."""
-    try:
-        return encode(crops)
+    except TrackExists:  # another process completed it since we planned
+        return TrackResult(0, already_done=True)
+    except TrackLeased:
+        raise
     except Exception as exc:
-        if type(exc).__name__ != "OutOfMemoryError" or len(crops) <= 1:
-            raise
-        import torch
-
-        torch.cuda.empty_cache()
-        half = len(crops) // 2
-        log.warning("GPU out of memory on a batch of %d; retrying as two of %d", len(crops), half)
-        a = _encode_with_oom_retry(encode, crops[:half])
-        b = _encode_with_oom_retry(encode, crops[half:])
-        return {k: np.concatenate([a[k], b[k]]) for k in a}
-
-
-def _frames_folder_length(frames_dir: str) -> int:
-    names = [p.stem for p in Path(frames_dir).glob("*.jpg")]
-    numbers = [int(s) for s in names if s.isdigit()]
-    if not numbers:
-        raise FileNotFoundError(f"{frames_dir}: no numbered .jpg frames")
-    return max(numbers)
-
-
-def _drain(pending: list[Future], keep: int) -> None:
-    """Bound the writer queue: wait for the oldest writes when too many are in flight."""
-    while len(pending) > keep:
-        pending.pop(0).result()
-
-
-def _prefetch(iterator: Iterator[Any], depth: int) -> Iterator[Any]:
-    """Run `iterator` in a background thread, `depth` items ahead of the consumer."""
-    q: queue.Queue = queue.Queue(maxsize=depth)
-    done = object()
-    stop = threading.Event()
-
-    def produce() -> None:
-        try:
-            for item in iterator:
-                while not stop.is_set():
-                    try:
-                        q.put(item, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
-                    return
-            q.put(done)
-        except BaseException as exc:  # handed to the consumer, which raises it
-            q.put(exc)
-
-    thread = threading.Thread(target=produce, name="visual-prefetch", daemon=True)
-    thread.start()
+        raise StageError("open", exc) from exc
     try:
-        while True:
-            item = q.get()
-            if item is done:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stop.set()
-        thread.join(timeout=5)
+        groups = list(p.groups)
+        if p.reason == "add":  # another process may have added them while we waited
+            groups = [g for g in groups if not tw.has_group(g)]
+            if not groups:
+                tw.abort()
+                return TrackResult(0, already_done=True)
+        if not p.reopens:
+            with stage("write"):
+                tw.create_array(schema.TIME, shape=(n_frames,), dtype="float64")
+                tw.write(schema.TIME, 0, times)
+        visual = [g for g in groups if g == schema.FACE_GROUP or g.startswith("visual/")]
+        audio = [g for g in groups if g == schema.AUDIO_VALID_GROUP or g.startswith("audio/")]
+        rate = None
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-writer") as pool:
+            writes = Writes(pool)
+            try:
+                if visual:
+                    rate = run_visual(p, tw, n_frames, visual, cfg, models, writes, advance)
+                writes.drain()
+            finally:
+                for fut in writes.pending:
+                    fut.cancel()
+        if audio:
+            run_audio(p, tw, times, audio, models)
+            if not visual:
+                advance(n_frames)
+        with stage("commit"):
+            tw.commit()
+    except BaseException:
+        try:
+            tw.abort()
+        except Exception as exc:  # the error that brought us here matters more
+            log.warning("%s: abort after failure also failed: %s", p.track_id, exc)
+        raise
+    return TrackResult(n_frames, face_rate=rate)
 
 
 def run_extraction(
@@ -549,21 +231,41 @@ def run_extraction(
     tracks: set[str] | None = None,
     overwrite: bool = False,
     progress: bool = True,
+    models: ModelCache | None = None,
 ) -> JobSummary:
-    """Extract every planned track; failures are recorded and the job goes on."""
+    """Extract every planned track; failures are recorded and the job goes on.
+
+    Raises SourcesChanged (nothing extracted) when complete tracks' sources changed and
+    `overwrite` is False.
+    """
     from tqdm.auto import tqdm
 
     shard = shard or Shard(0, 1)
     t0 = time.perf_counter()
     bytes_before = _dir_bytes(store)
-    extractor = Extractor(cfg, store, overwrite=overwrite)
+    fields = group_fields(cfg)  # no model loaded
+    writer, fingerprints = open_writer(store, cfg, fields)
+    the_plan: Plan = plan(
+        manifest, StoreState.read(store), fingerprints, shard, tracks, overwrite=overwrite
+    )
+    if the_plan.changed:
+        raise SourcesChanged(changed_message(store, the_plan.changed))
+    models = models or ModelCache(cfg)
     failures = FailureLog(failures_path(store))
-    summary = JobSummary()
-    if "status" in manifest:  # tracks the manifest marks unusable (missing video, ...) are skipped
-        manifest = manifest[manifest["status"].astype(str).isin(["ok", ""])]
-    plans = extractor.plan(manifest, shard, tracks)
-    todo = [p for p in plans if p.reason != "skip"]
-    summary.skipped = [p.track_id for p in plans if p.reason == "skip"]
+    summary = JobSummary(
+        skipped=[p.track_id for p in the_plan.complete],
+        skipped_rows=the_plan.skipped_rows,
+        unknown=the_plan.unknown,
+    )
+    for bad in the_plan.bad_ids:
+        exc = ValueError(f"manifest row {bad.row_number}: {bad.why}")
+        summary.failed.append(failures.record(bad.track_id, "plan", exc))
+        log.error("%s (row %d): %s", bad.track_id, bad.row_number, bad.why)
+    for row in the_plan.skipped_rows:
+        log.warning("manifest row %d %s skipped: %s", row.row_number, row.track_id, row.why)
+    if the_plan.unknown:
+        log.error("--tracks names id(s) not in the manifest: %s", ", ".join(the_plan.unknown))
+    todo = the_plan.todo
     log.info(
         "shard %s: %d tracks to extract, %d already complete",
         shard,
@@ -572,29 +274,48 @@ def run_extraction(
     )
     total = sum(p.n_frames for p in todo) or None
     bar = tqdm(total=total, unit="frame", desc="extract", disable=not progress, smoothing=0.1)
-    for plan in todo:
+    for p in todo:
         t_track = time.perf_counter()
-        extractor.stage = "probe"
         try:
-            n = extractor.run_track(plan, bar.update)
-        except Exception as exc:  # one bad track costs one track: recorded, the job goes on
-            failure = failures.record(plan.track_id, extractor.stage, exc)
+            result = run_track(p, writer, cfg, models, bar.update)
+        except StageError as exc:  # one bad track costs one track: recorded, the job goes on
+            if isinstance(exc.error, UserError):  # a model that cannot load fails every track
+                raise exc.error from None
+            failure = failures.record(p.track_id, exc.stage, exc.error)
             summary.failed.append(failure)
-            log.error("%s failed at %s: %s", plan.track_id, failure.stage, failure.error)
+            log.error("%s failed at %s: %s", p.track_id, failure.stage, failure.error)
             continue
-        summary.done.append(plan.track_id)
-        summary.frames += n
+        except TrackLeased as exc:
+            holder = _holder(exc)
+            summary.leased.append((p.track_id, holder))
+            log.warning("%s: being written by %s; skipped", p.track_id, holder)
+            continue
+        if result.already_done:
+            summary.skipped.append(p.track_id)
+            continue
+        summary.done.append(p.track_id)
+        summary.frames += result.n_frames
+        if p.reason == "changed":
+            summary.rewritten.append((p.track_id, p.change, p.dropped))
+        if result.face_rate is not None and result.face_rate < LOW_FACE_RATE:
+            summary.low_faces.append((p.track_id, result.face_rate))
+            log.warning("%s: a face in only %.0f%% of frames", p.track_id, 100 * result.face_rate)
         dt = time.perf_counter() - t_track
         log.info(
             "%s: %d frames (%s: %s) in %.1f s, %.1f frames/s",
-            plan.track_id,
-            n,
-            plan.reason,
-            ", ".join(plan.groups),
+            p.track_id,
+            result.n_frames,
+            p.reason,
+            ", ".join(p.groups),
             dt,
-            n / dt if dt > 0 else 0.0,
+            result.n_frames / dt if dt > 0 else 0.0,
         )
     bar.close()
     summary.seconds = time.perf_counter() - t0
     summary.bytes_written = max(0, _dir_bytes(store) - bytes_before)
     return summary
+
+
+def _holder(exc) -> str:
+    h = exc.holder
+    return f"pid {h.get('pid')} on host {h.get('host')!r} since {h.get('started')}"

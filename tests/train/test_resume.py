@@ -42,3 +42,22 @@ def test_resumed_run_ends_exactly_where_an_uninterrupted_one_does(tmp_path):
     assert history("full") == history("cut")
     # a finished run asked again does nothing more
     assert fit(cfg, store, manifest, tmp_path / "cut", **kw)["step"] == full["step"]
+
+
+def test_resume_refuses_a_store_whose_fingerprints_changed(tmp_path):
+    """The remaining epochs must not train on other features than the first ones."""
+    import pytest
+
+    from data_manifest.cli_support import UserError
+
+    store_a, manifest_a = make_dataset(tmp_path / "a", n_train=2, n_val=1, n_test=0, frames=40)
+    store_b, manifest_b = make_dataset(
+        tmp_path / "b", n_train=2, n_val=1, n_test=0, frames=40, patch_kind="int8"
+    )
+    cfg = resolve("baseline", SETTINGS)
+    kw = {"loss_factory": build_test_loss, "progress": False}
+    fit(cfg, store_a, manifest_a, tmp_path / "cut", stop_after_epochs=1, **kw)
+    with pytest.raises(UserError, match=r"visual/dinov2 \(tokens: checkpoint='fp16', store='int8'"):
+        fit(cfg, store_b, manifest_b, tmp_path / "cut", **kw)
+    # the same store still resumes
+    assert fit(cfg, store_a, manifest_a, tmp_path / "cut", **kw)["epochs_done"] == 2

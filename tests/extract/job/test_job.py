@@ -7,9 +7,7 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -17,80 +15,24 @@ import pytest
 
 from extract.cli import main as extract_main
 from extract.job.shard import Shard, parse_shard
-
-ROOT = Path(__file__).resolve().parents[3]
-
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    """A small synthetic dataset, its manifest and tiny models, shared by the tests here."""
-    from data_manifest.cli import main as manifest_main
-    from extract.tiny_models import write_tiny_models
-
-    base = tmp_path_factory.mktemp("job")
-    data = base / "data"
-    assert (
-        manifest_main(
-            ["synth", "--out", str(data), "--tracks", "3", "--frames", "30", "--seed", "1"]
-        )
-        == 0
-    )
-    manifest = base / "manifest.parquet"
-    assert manifest_main(["affwild2", "--root", str(data), "--out", str(manifest)]) == 0
-    models = write_tiny_models(base / "models")
-    return {"base": base, "manifest": manifest, "models": models}
-
-
-def _args(world, store, *extra, audio="logmel", visual=True):
-    args = [
-        "run",
-        "--manifest",
-        str(world["manifest"]),
-        "--store",
-        str(store),
-        "--no-progress",
-        "--batch-size",
-        "8",
-        "--crop-size",
-        "56",
-    ]
-    if visual:
-        args += ["--visual", f"dinov2={world['models']['dinov2']}"]
-    if audio:
-        args += ["--audio", audio]
-    return args + list(extra)
-
-
-def _arrays(store) -> dict[str, np.ndarray]:
-    from extract.store import StoreReader
-
-    reader = StoreReader(str(store))
-    out = {}
-    for tid in reader.tracks():
-        for name in reader.arrays(tid):
-            out[f"{tid}/{name}"] = reader.read(tid, name)
-    return out
-
-
-def _assert_same_arrays(a, b):
-    assert sorted(a) == sorted(b)
-    for key in a:
-        np.testing.assert_array_equal(a[key], b[key], err_msg=key)
-
-
-def _chunk_files(store: Path) -> dict[str, bytes]:
-    return {
-        str(p.relative_to(store)): p.read_bytes()
-        for p in store.rglob("*")
-        if p.is_file() and p.name != "zarr.json"
-    }
-
-
-@pytest.fixture(scope="module")
-def reference_store(world):
-    store = world["base"] / "reference.zarr"
-    assert extract_main(_args(world, store)) == 0
-    return store
+from tests.extract.job.job_world import (
+    args_for as _args,
+)
+from tests.extract.job.job_world import (
+    arrays_of as _arrays,
+)
+from tests.extract.job.job_world import (
+    assert_same_arrays as _assert_same_arrays,
+)
+from tests.extract.job.job_world import (
+    chunk_files as _chunk_files,
+)
+from tests.extract.job.job_world import (
+    cli as _cli,
+)
+from tests.extract.job.job_world import (
+    cli_env as _env,
+)
 
 
 def test_shard_partition_is_deterministic_and_complete():
@@ -140,16 +82,6 @@ def test_adding_an_encoder_computes_only_its_arrays(world, reference_store, tmp_
     reader = StoreReader(str(store))
     for tid in reader.tracks():
         assert reader.read(tid, "audio/wavlm").shape[0] == reader.n_frames(tid)
-
-
-def _cli(*args) -> list[str]:
-    return [sys.executable, "-m", "extract", *args]
-
-
-def _env():
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(ROOT)
-    return env
 
 
 @pytest.mark.slow
