@@ -10,8 +10,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from data_manifest.cli_support import UserError
 from data_manifest.track_id import why_unsafe
+from data_manifest.user_error import UserError
 
 MANIFEST_VERSION = "1"
 

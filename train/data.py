@@ -32,7 +32,7 @@ import pandas as pd
 import torch
 
 from data_manifest.aus import AUS, N_AUS
-from data_manifest.cli_support import UserError
+from data_manifest.user_error import UserError
 from train.config import DataConfig, ImbalanceConfig
 
 log = logging.getLogger(__name__)

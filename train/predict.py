@@ -16,8 +16,8 @@ import numpy as np
 import pandas as pd
 
 from data_manifest.aus import AUS
-from data_manifest.cli_support import UserError
 from data_manifest.shared_files import write_text_atomic
+from data_manifest.user_error import UserError
 from train import data as D
 from train.distributed import DistInfo, pick_device
 from train.folds import combine

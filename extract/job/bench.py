@@ -15,7 +15,7 @@ from typing import Any
 
 import pandas as pd
 
-from data_manifest.cli_support import UserError
+from data_manifest.user_error import UserError
 from extract.job.config import ExtractConfig
 from extract.job.shard import Shard
 
