@@ -25,7 +25,9 @@ log = logging.getLogger("auwild-manifest")
 
 def _report_rows(df) -> int:
     """Print non-ok rows and a status count; returns the number of non-ok rows."""
-    bad = df[df["status"] != "ok"]
+    from data_manifest.manifest import usable_rows
+
+    bad = df.drop(usable_rows(df).index)
     for _, row in bad.iterrows():
         print(f"{row['track_id']}: {row['status']}: {row['error']}", file=sys.stderr)
     counts = ", ".join(f"{k}={v}" for k, v in df["status"].value_counts().sort_index().items())

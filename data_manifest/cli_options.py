@@ -196,8 +196,11 @@ def _settle_store(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
 
 def run_cli(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> int:
     """Parse, dispatch to the sub-command's `func(args) -> int | None`, and turn UserError into exit 2."""
-    args = parser.parse_args(argv)
-    _settle_store(parser, args)
+    try:
+        args = parser.parse_args(argv)
+        _settle_store(parser, args)
+    except SystemExit as exc:  # --help, --version, or a usage mistake already printed
+        return exc.code if isinstance(exc.code, int) else EXIT_USER_ERROR
     logging.basicConfig(
         level=logging.DEBUG if getattr(args, "verbose", False) else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

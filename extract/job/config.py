@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from data_manifest.cli_options import DEVICE_HELP
+from data_manifest.cli_options import add_device
 from data_manifest.user_error import UserError, unknown_name
 
 
@@ -72,9 +72,11 @@ def _opt(
     choices: Callable[[], list[str]] | tuple[str, ...] | None = None,
     parse: Callable[[str], Any] | None = None,
     metavar: str | None = None,
+    shared: Callable[..., None] | None = None,
 ) -> dict[str, Any]:
-    """Field metadata for the generated command line (see add_config_options)."""
-    return {"help": help, "choices": choices, "parse": parse, "metavar": metavar}
+    """Field metadata for the generated command line (see add_config_options); `shared` is the
+    data_manifest.cli_options adder of an option all commands share (its default must match)."""
+    return {"help": help, "choices": choices, "parse": parse, "metavar": metavar, "shared": shared}
 
 
 @dataclass
@@ -103,7 +105,7 @@ class ExtractConfig:
     )
     device: str = field(
         default="auto",
-        metadata=_opt(f"torch device for landmarks and encoders: {DEVICE_HELP}"),
+        metadata=_opt("torch device for landmarks and encoders", shared=add_device),
     )
     batch_size: int = field(
         default=32, metadata=_opt("frames per encoder batch (halved on GPU out-of-memory)")
@@ -172,6 +174,9 @@ def add_config_options(parser: argparse.ArgumentParser) -> None:
     hints = typing.get_type_hints(ExtractConfig)
     for f in dataclasses.fields(ExtractConfig):
         meta = f.metadata
+        if meta.get("shared"):
+            meta["shared"](parser, meta["help"])
+            continue
         kwargs: dict[str, Any] = {"dest": f.name, "help": meta["help"]}
         if meta.get("metavar"):
             kwargs["metavar"] = meta["metavar"]
