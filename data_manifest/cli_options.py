@@ -107,6 +107,8 @@ def add_store(
     help: str = "feature store: a path or fsspec URL (features.zarr, s3://bucket/features.zarr)",
 ) -> None:
     """`--store S`; with `positional`, `STORE` alone is accepted too (the older spelling)."""
+    if required:
+        help += " (required)"
     parser.add_argument("--store", default=None, metavar="STORE", help=help)
     if positional:
         parser.add_argument("store_positional", nargs="?", metavar="STORE", help=help)
