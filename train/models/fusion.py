@@ -58,7 +58,7 @@ class ScaleModalityBlock(nn.Module):
     def __init__(self, d: int, heads: int, window: int, dropout: float, cross: bool):
         super().__init__()
         self.self_attn = WindowAttention(d, heads, window, dropout)
-        self.cross_attn = WindowAttention(d, heads, window, dropout) if cross else None
+        self.cross_attn = WindowAttention(d, heads, window, dropout, cross=True) if cross else None
         self.norm = nn.LayerNorm(d)
         self.mlp = nn.Sequential(nn.Linear(d, 2 * d), nn.GELU(), nn.Linear(2 * d, d))
 

@@ -83,15 +83,15 @@ def windowed_attention_ref(
 
 class WindowAttention(nn.Module):
     """Pre-norm multi-head windowed attention with a residual: x (B, T, d) attends to the K
-    context streams (B, K, T, d) (self-attention: context None, x itself)."""
+    context streams (B, K, T, d) (cross=True) or to itself (cross=False, context None)."""
 
-    def __init__(self, d: int, heads: int, window: int, dropout: float):
+    def __init__(self, d: int, heads: int, window: int, dropout: float, cross: bool = False):
         super().__init__()
         if d % heads:
             raise ValueError(f"WindowAttention: width {d} not divisible by heads {heads}")
         self.heads, self.window, self.dropout = heads, window, dropout
         self.norm_q = nn.LayerNorm(d)
-        self.norm_kv = nn.LayerNorm(d)
+        self.norm_kv = nn.LayerNorm(d) if cross else None
         self.q = nn.Linear(d, d)
         self.kv = nn.Linear(d, 2 * d)
         self.out = nn.Linear(d, d)
@@ -106,6 +106,8 @@ class WindowAttention(nn.Module):
         b, t, d = x.shape
         h, dh = self.heads, d // self.heads
         xq = self.norm_q(x)
+        if (context is None) != (self.norm_kv is None):
+            raise ValueError("WindowAttention: pass a context exactly when built with cross=True")
         ctx = xq[:, None] if context is None else self.norm_kv(context)  # (B, K, T, d)
         q = self.q(xq).view(b, t, h, dh).transpose(1, 2)  # (B, H, T, dh)
         k, v = self.kv(ctx).view(b, ctx.shape[1], t, 2, h, dh).permute(3, 0, 4, 1, 2, 5)
