@@ -195,7 +195,8 @@ class FusionTCN(FeaturesHeadModel):
     Fusion (fusion.py): per-window self- and cross-modal attention at each of `windows` sizes,
     per-frame modality weights and a per-segment window choice (`select`: "soft" | "hard").
     TCN (tcn.py): causal by default; `tcn_channels` (256,)*3 with kernel 3 sees 29 frames, 0.97 s
-    at 30 fps.
+    at 30 fps. `causal` is the TCN's: the fusion's windows are centred (max(windows) // 2 frames
+    ahead) and the window choice reads the whole segment, so the system is not an online one.
 
     kwargs: local, local_views, use_audio, audio_crop, freq_masks, freq_width, d_model,
     windows, heads, cross, select, tcn_channels, kernel, causal, hidden (512), dropout.
