@@ -2,8 +2,8 @@
 
 The ABAW8 paper's audio local views are random crops of the clip with frequency masking of the
 log-mel spectrogram. On features pooled per video frame (B, T, Da) that becomes, per window:
-- a time crop: a random contiguous span of at least `crop_min` of the window is kept; frames
-  outside it are marked audio-invalid, so the model sees its learned no-audio vector there (as
+- a time crop: a random contiguous span of at least `crop_min` of the window's real frames
+  (mask True) is kept; frames outside it are marked audio-invalid, so the model sees its learned no-audio vector there (as
   it does where the recording has no audio);
 - `freq_masks` frequency masks: each zeroes a random band of up to `freq_width` (a fraction of
   Da) consecutive channels in every frame of the window (SpecAugment). On log-mel features the
@@ -37,15 +37,22 @@ class AudioLocalViews(nn.Module):
         return self.crop_min < 1.0 or (self.freq_masks > 0 and self.freq_width > 0)
 
     def draw(
-        self, b: int, t: int, da: int, generator: torch.Generator | None = None
+        self,
+        b: int,
+        t: int,
+        da: int,
+        generator: torch.Generator | None = None,
+        n_real: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """The random views of B windows: keep_time (B, T) bool, keep_freq (B, Da) bool (CPU)."""
+        """The random views of B windows: keep_time (B, T) bool, keep_freq (B, Da) bool (CPU).
+        n_real (B,) long: real frames at the start of each window (default all T)."""
         g = generator
-        length = torch.full((b,), t)
+        real = torch.full((b,), t) if n_real is None else n_real.cpu().long().clamp(1, t)
+        length = real
         if self.crop_min < 1.0:
-            shortest = max(1, int(round(self.crop_min * t)))
-            length = shortest + (torch.rand(b, generator=g) * (t - shortest + 1)).long()
-        start = (torch.rand(b, generator=g) * (t - length + 1)).long()  # (B,)
+            shortest = (self.crop_min * real).round().long().clamp_min(1)  # (B,)
+            length = shortest + (torch.rand(b, generator=g) * (real - shortest + 1)).long()
+        start = (torch.rand(b, generator=g) * (real - length + 1)).long()  # (B,)
         idx = torch.arange(t)
         keep_time = (idx >= start[:, None]) & (idx < (start + length)[:, None])  # (B, T)
         keep_freq = torch.ones(b, da, dtype=torch.bool)
@@ -62,11 +69,15 @@ class AudioLocalViews(nn.Module):
         audio: torch.Tensor,
         valid: torch.Tensor | None,
         generator: torch.Generator | None = None,
+        mask: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """audio (B, T, Da), valid (B, T) bool, mask (B, T) bool (real frames, padding at the
+        end) -> (audio, valid)."""
         if not (self.training and self.active):
             return audio, valid
         b, t, da = audio.shape
-        keep_time, keep_freq = self.draw(b, t, da, generator)
+        n_real = None if mask is None else mask.sum(1)  # (B,)
+        keep_time, keep_freq = self.draw(b, t, da, generator, n_real)
         keep_time, keep_freq = keep_time.to(audio.device), keep_freq.to(audio.device)
         audio = audio * keep_freq[:, None, :].to(audio.dtype)  # (B, T, Da)
         valid = keep_time if valid is None else valid & keep_time  # (B, T)

@@ -275,7 +275,7 @@ class FusionTCN(FeaturesHeadModel):
             feats[m] = fill_invalid(feats[m], batch.get("face_valid"), self.missing[m])
         if self.use_audio:
             audio, valid = self.audio_views(
-                batch["audio"].float(), batch.get("audio_valid"), self.generator
+                batch["audio"].float(), batch.get("audio_valid"), self.generator, batch.get("mask")
             )  # (B, T, Da), (B, T)
             feats["audio"] = fill_invalid(audio, valid, self.missing["audio"])
         mask = batch.get("mask")

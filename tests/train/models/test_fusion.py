@@ -157,6 +157,10 @@ def test_audio_views_deterministic_under_a_seed_and_identity_at_eval():
         kept = row.nonzero().flatten()
         assert len(kept) >= 10 and kept[-1] - kept[0] + 1 == len(kept)
     assert ((~keep_freq).sum(1) <= 2 * 4).all()  # two bands of at most 0.25 * 16 channels
+    mask = torch.ones(6, 20, dtype=torch.bool)
+    mask[:, 8:] = False  # windows at a track's end: 8 real frames
+    keep_time, _ = aug.draw(6, 20, 16, torch.Generator().manual_seed(1), mask.sum(1))
+    assert not keep_time[:, 8:].any() and (keep_time.sum(1) >= 4).all()
     off = AudioLocalViews().train()
     assert not off.active and off(audio, valid)[0] is audio
 
