@@ -217,3 +217,24 @@ def test_fusion_tcn_views_eval_mean_and_seeded_training():
     model.eval()
     with torch.no_grad():
         assert (model(batch) - model(other)).abs().max() > 1e-6
+
+
+def test_fusion_tcn_training_views_ignore_padding():
+    """In training, with the same seed, a window padded at its end gives its real frames the
+    same outputs as the window cut to them: the view draws depend on the real frames only."""
+    torch.manual_seed(0)
+    spec = {"name": "fusion_tcn", "d_model": 8, "heads": 2, "windows": (2, 4), "local_views": 2}
+    model = build_model({**spec, "tcn_channels": (8,), "dropout": 0.0}, _dims(local=True))
+    model.train()
+    batch = _batch(3)
+    short = {k: v[:, :6] for k, v in batch.items()}
+    padded = {k: v.clone() for k, v in batch.items()}
+    padded["mask"][:, 6:] = False
+    for k in ("cls", "local", "audio"):
+        padded[k][:, 6:] = torch.randn_like(padded[k][:, 6:]) * 100
+    outs = []
+    for b in (short, padded):
+        model.generator = torch.Generator().manual_seed(5)
+        with torch.no_grad():
+            outs.append(model(b)[:, :6])
+    torch.testing.assert_close(outs[1], outs[0], rtol=1e-4, atol=1e-4)
