@@ -401,3 +401,14 @@ def test_hadolint_finds_no_warning():
         timeout=60,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_python_snippets_in_run_lines_compile():
+    """The checks the build runs with `python -c "..."` are valid Python (nothing runs them here)."""
+    snippets = []
+    for word, rest in _instructions(DOCKERFILE.read_text()):
+        if word == "RUN":
+            snippets += re.findall(r'python -c "([^"]*)"', rest)
+    assert len(snippets) >= 3
+    for code in snippets:
+        compile(code, "<Dockerfile python -c>", "exec")
