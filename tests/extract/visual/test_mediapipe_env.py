@@ -53,7 +53,8 @@ def mediapipe_env(tmp_path_factory):
     _run(pip + ["-e", f"{ROOT}[mediapipe]"], ROOT, 1200)
     _run(["sh", str(ROOT / "docker" / "one_opencv.sh"), str(venv / "bin" / "python")], ROOT, 300)
     timings["auwild[mediapipe]"] = time.perf_counter() - t0
-    return venv / "bin", timings
+    yield venv / "bin", timings
+    shutil.rmtree(venv, ignore_errors=True)  # about 2 GB; pytest keeps its last three tmp roots
 
 
 def test_mediapipe_extra_resolves_to_versions_that_import_together(mediapipe_env):
