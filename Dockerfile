@@ -34,18 +34,21 @@ RUN if ! getent passwd 1000 >/dev/null; then useradd --create-home --uid 1000 --
     && mkdir -p /cache/huggingface /cache/torch \
     && chmod 1777 /cache/huggingface /cache/torch
 
+# Dependencies first, from pyproject alone (the packages are copied after them), so that editing
+# the source does not rebuild mamba-ssm.
 WORKDIR /opt/auwild
 COPY docker/ ./docker/
 COPY pyproject.toml README.md ./
-COPY data_manifest ./data_manifest
-COPY extract ./extract
-COPY train ./train
 
 
 # MediaPipe FaceMesh needs numpy<2 (and with it pyarrow<21, pandas<3, OpenCV<4.12): its own stage,
 # never mixed into the main image.
 FROM base AS mediapipe
-RUN pip install -c docker/constraints-mediapipe.txt ".[s3,mediapipe]" \
+RUN pip install -c docker/constraints-mediapipe.txt ".[s3,mediapipe]"
+COPY data_manifest ./data_manifest
+COPY extract ./extract
+COPY train ./train
+RUN pip install --no-deps -c docker/constraints-mediapipe.txt . \
     && sh docker/one_opencv.sh python \
     && python -c "import mediapipe, numpy, pyarrow.parquet, torch, transformers; \
 assert hasattr(mediapipe, 'solutions'), 'this mediapipe has no FaceMesh'; \
@@ -63,7 +66,11 @@ FROM base AS main
 ENV TORCH_CUDA_ARCH_LIST="8.0;9.0;10.0+PTX" \
     MAX_JOBS=4
 RUN pip install -c docker/constraints.txt setuptools wheel ninja packaging einops \
-    && pip install --no-build-isolation -c docker/constraints.txt ".[s3,cuda]" \
+    && pip install --no-build-isolation -c docker/constraints.txt ".[s3,cuda]"
+COPY data_manifest ./data_manifest
+COPY extract ./extract
+COPY train ./train
+RUN pip install --no-deps --no-build-isolation -c docker/constraints.txt . \
     && sh docker/one_opencv.sh python \
     && python -c "import torch, transformers, transformers.utils.import_utils as iu, mamba_ssm, cv2; \
 assert iu.is_torch_available(), f'transformers {transformers.__version__} disables torch {torch.__version__}'; \
