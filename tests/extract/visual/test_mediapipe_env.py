@@ -46,7 +46,9 @@ def mediapipe_env(tmp_path_factory):
     timings = {}
     t0 = time.perf_counter()
     _run([python, "-m", "venv", str(venv)], ROOT, 120)
-    pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q"]
+    # --no-compile: Python compiles what it imports; byte-compiling all of torch, jax and
+    # transformers up front is most of pip's CPU time
+    pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--no-compile"]
     _run(pip + [TORCH], ROOT, 900)
     timings["venv + torch"] = time.perf_counter() - t0
     t0 = time.perf_counter()
