@@ -231,14 +231,10 @@ def _write_all(store: str, cfg: ExtractConfig, track: str, times, batches, outpu
     n = len(times)
     t0 = time.perf_counter()
     writer = StoreWriter(store, create=True, extractor_config=cfg.to_dict(), models={})
-    face = {
-        "valid": np.concatenate([b["valid"] for b in batches]),
-        "box": np.concatenate([b["box"] for b in batches]).astype(np.float32),
-        "landmarks": np.concatenate([b["landmarks"] for b in batches]).astype(np.float32),
-        "align": np.concatenate([b["align"] for b in batches]),
-        "rois": np.concatenate([b["rois"] for b in batches]),
-    }
-    arrays = {f"face/{k}": v for k, v in face.items()} if cfg.visual else {}
+    arrays: dict[str, np.ndarray] = {}
+    if batches:
+        for key in ("valid", "box", "landmarks", "align", "rois"):
+            arrays[f"face/{key}"] = np.concatenate([b[key] for b in batches])
     arrays.update(outputs)
     groups = sorted({group_of(path) for path in arrays})
     for group in groups:
