@@ -9,6 +9,7 @@ next to detection. The store's `face/valid` holds the same truth per frame.
 from __future__ import annotations
 
 import logging
+import weakref
 from dataclasses import dataclass
 
 import numpy as np
@@ -52,27 +53,45 @@ class FaceRate:
         )
 
 
-class FaceRateCounter:
-    """The running FaceRate of the current track; `end()` reports it once."""
+class _Open:
+    """The track being counted; shared with the finalizer, so it must not hold the counter."""
 
     def __init__(self, backend: str) -> None:
         self.backend = backend
         self.current = FaceRate()
-        self._ended = True  # nothing to report before the first track
-
-    def start(self, track: str | None) -> None:
-        """A new track begins; an unreported previous one is reported first."""
-        self.end()
-        self.current = FaceRate(track=track)
-        self._ended = False
-
-    def add(self, valid: np.ndarray, detected: np.ndarray, detector_frames: int) -> None:
-        self.current.add(valid, detected, detector_frames)
+        self.ended = True  # nothing to report before the first track
 
     def end(self) -> FaceRate:
-        """Report the current track if its face rate is low (once) and return its counts."""
-        if not self._ended:
-            self._ended = True
+        if not self.ended:
+            self.ended = True
             if self.current.low:
                 log.warning(self.current.message(self.backend))
         return self.current
+
+
+class FaceRateCounter:
+    """The running FaceRate of the current track; `end()` reports it once.
+
+    A track is ended by `end()`, by the next `start()`, or, for the last track of a
+    caller that never ends it, when the counter is collected or the process exits."""
+
+    def __init__(self, backend: str) -> None:
+        self._open = _Open(backend)
+        weakref.finalize(self, _Open.end, self._open)
+
+    @property
+    def current(self) -> FaceRate:
+        return self._open.current
+
+    def start(self, track: str | None) -> None:
+        """A new track begins; an unreported previous one is reported first."""
+        self._open.end()
+        self._open.current = FaceRate(track=track)
+        self._open.ended = False
+
+    def add(self, valid: np.ndarray, detected: np.ndarray, detector_frames: int) -> None:
+        self._open.current.add(valid, detected, detector_frames)
+
+    def end(self) -> FaceRate:
+        """Report the current track if its face rate is low (once) and return its counts."""
+        return self._open.end()

@@ -199,3 +199,17 @@ def test_aligned_input_never_builds_the_full_frame_detector():
     ).valid.all()
     assert backend._detector is None  # no S3FD weights needed for aligned crops
     assert backend.fingerprint_fields()["detector"] == "whole-image"
+
+
+def test_a_track_never_ended_is_reported_when_the_backend_goes(caplog):
+    import gc
+
+    backend = get_landmark_backend("template")
+    backend.detect = lambda frames: [np.zeros((0, 4))] * len(frames)
+    with caplog.at_level(logging.WARNING, logger="auwild.extract.faces"):
+        backend.reset("none", track="last")  # as a job that only calls reset() per track
+        backend(np.random.default_rng(0).integers(0, 255, (2, 12, 12, 3), dtype=np.uint8))
+        del backend
+        gc.collect()
+    (line,) = [r.getMessage() for r in caplog.records]
+    assert line.startswith("track last: no face in any of 2 frames")

@@ -69,7 +69,7 @@ def test_aligned_input_can_change_between_tracks():
     backend.aligned_input = True  # a track read from a frames folder
     backend.reset()
     assert backend(frames).valid.all()
-    backend.aligned_input = False  # a track read from full video frames: the cascade decides
+    backend.aligned_input = False  # a track read from full video frames: the detector decides
     backend.reset()
     faces = backend(
         np.zeros((2, 64, 64, 3), np.uint8) + np.arange(64, dtype=np.uint8)[:, None, None]
