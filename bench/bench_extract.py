@@ -209,13 +209,9 @@ def _write(args, rows, detectors, minutes: float, load: float) -> None:
     lines += [
         "",
         "Reading: with tiny encoders the encoder-only ceiling is cheap on a CPU, so a ratio below "
-        "1 says what the rest of the pipeline costs here, not what a GPU will see. From aligned "
-        "crops the rest is JPEG decoding, warping and writing. From 720p video, decoding a "
-        "720p frame and finding the face dominate; `--detect-every 5` runs the detector on a "
-        "fifth of the frames and carries the box between. The HOG detector (the default for "
-        "full frames) finds the synthetic faces that the Haar cascade misses and costs less per "
-        "frame; S3FD on a CPU is the slowest, and on a GPU it is the batched fast path. The GPU "
-        "check runs the same `auwild-extract bench` with real models on real 720p video.",
+        "1 says what the rest of the pipeline costs here, not what a GPU will see; the stage "
+        "table says which part. The GPU check runs the same `auwild-extract bench` with real "
+        "models on real 720p video.",
     ]
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     from data_manifest.shared_files import write_text_atomic
