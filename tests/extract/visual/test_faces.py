@@ -128,3 +128,23 @@ def test_registry_and_errors():
         FaceBatch(np.zeros(2, bool), np.zeros((3, 4)), np.zeros((2, 68, 2)))
     empty = get_landmark_backend("template", aligned_input=True)(np.zeros((0, 8, 8, 3), np.uint8))
     assert len(empty) == 0
+
+
+def test_side_track_never_jumps_to_the_other_person():
+    left, right = np.array([5.0, 10, 35, 40]), np.array([60.0, 10, 90, 40])
+    # with a last box: a lone face wholly on the other side is the other person
+    assert choose_face(right[None], "left", None, last=left) is None
+    assert choose_face(left[None], "right", None, last=right) is None
+    np.testing.assert_array_equal(choose_face(left[None], "left", None, last=left), left)
+    # before the track has a box: a lone face in the other half of the frame is not taken
+    assert choose_face(right[None], "left", None, frame_w=100) is None
+    np.testing.assert_array_equal(choose_face(left[None], "left", None, frame_w=100), left)
+    np.testing.assert_array_equal(
+        choose_face(np.stack([right, left]), "left", None, frame_w=100), left
+    )
+    tracker = FaceTracker(TrackerConfig())
+    tracker.reset("left")
+    np.testing.assert_allclose(tracker.update(np.stack([left, right]), (50, 100)), left)
+    assert tracker.update(right[None], (50, 100)) is None  # only the other person found
+    assert tracker.current is None and tracker.last is not None
+    np.testing.assert_allclose(tracker.update(left[None] + 1, (50, 100)), left + 1)
