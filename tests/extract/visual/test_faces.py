@@ -148,3 +148,20 @@ def test_side_track_never_jumps_to_the_other_person():
     assert tracker.update(right[None], (50, 100)) is None  # only the other person found
     assert tracker.current is None and tracker.last is not None
     np.testing.assert_allclose(tracker.update(left[None] + 1, (50, 100)), left + 1)
+
+
+def test_fast_blank_check_agrees_with_the_reference():
+    from extract.faces.base import blank_frames, blank_frames_reference
+
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 255, (6, 30, 40, 3), dtype=np.uint8)
+    frames[1] = 0  # black fill
+    frames[2] = 77  # grey fill
+    frames[3] = 5
+    frames[3, 29, 39, 2] = 6  # constant except one value the sparse sample skips
+    frames[4] = 9
+    frames[4, 0, 0, 0] = 10  # differs on a sampled value
+    expected = blank_frames_reference(frames)
+    np.testing.assert_array_equal(expected, [False, True, True, False, False, False])
+    for stride in (1, 7, 97, 10_000):
+        np.testing.assert_array_equal(blank_frames(frames, stride), expected)
