@@ -99,3 +99,15 @@ def test_weights_load_from_the_hub_cache_or_the_error_names_them(random_net, tmp
     ref = S3fdDetector(net=random_net, max_side=None)
     for a, b in zip(det.detect_raw(frames), ref.detect_raw(frames)):
         np.testing.assert_allclose(a, b)
+
+
+@pytest.mark.gpu
+def test_batched_s3fd_on_cuda_agrees_with_the_cpu(random_net, frames):
+    import copy
+
+    cpu = S3fdDetector(net=random_net, max_side=64).detect_raw(frames)
+    gpu_net = copy.deepcopy(random_net).to("cuda")
+    gpu = S3fdDetector(device="cuda", net=gpu_net, max_side=64).detect_raw(frames)
+    for a, b in zip(gpu, cpu):
+        assert a.shape == b.shape
+        np.testing.assert_allclose(a, b, rtol=1e-3, atol=0.05)
