@@ -105,9 +105,13 @@ def test_weights_load_from_the_hub_cache_or_the_error_names_them(random_net, tmp
 def test_batched_s3fd_on_cuda_agrees_with_the_cpu(random_net, frames):
     import copy
 
+    import torch
+
+    torch.backends.cudnn.allow_tf32 = False  # float32 convolutions, as on the CPU
     cpu = S3fdDetector(net=random_net, max_side=64).detect_raw(frames)
     gpu_net = copy.deepcopy(random_net).to("cuda")
     gpu = S3fdDetector(device="cuda", net=gpu_net, max_side=64).detect_raw(frames)
-    for a, b in zip(gpu, cpu):
+    for a, b in zip(gpu, cpu):  # random scores sit near 0.5: compare the clearly kept boxes
+        a, b = a[a[:, 4] > 0.55], b[b[:, 4] > 0.55]
         assert a.shape == b.shape
         np.testing.assert_allclose(a, b, rtol=1e-3, atol=0.05)
