@@ -1,7 +1,8 @@
 """`haar` detector: OpenCV's bundled frontal-face Haar cascade, one frame at a time on the CPU.
 
 It ships with the OpenCV wheel, so it needs no download, but it is slow on full
-frames (about 0.3 s a 720p frame here) and misses many faces, the synthetic
+frames (66-96 ms a 720p frame in bench/results/extract.md, 2.5x HOG) and misses
+many faces, the synthetic
 world's among them; `hog` is the default for full frames, and this one stays
 selectable (`--landmarks template:haar`) for stores made with it.
 """

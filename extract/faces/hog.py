@@ -5,8 +5,8 @@ the library (no file, no download), it finds real faces and the synthetic
 world's rendered faces alike (0.83 to 1.0 of the frames of each track of 8-track
 synthetic sets, both faces of the two-face videos, no extra boxes;
 scikit-image's astronaut), and on a CPU core it costs
-about 6 ms a 256x192 frame and 25 ms a 720p frame shrunk to 640 pixels, against
-0.3 s for OpenCV's Haar cascade on the full 720p frame (which finds no face at
+about 6 ms a 256x192 frame and 27 ms a 720p frame shrunk to 640 pixels, against
+66 ms for OpenCV's Haar cascade on the full 720p frame in the same run (which finds no face at
 all in some synthetic tracks). Its window is 80 pixels, so with `max_side` 640 a
 720p frame yields faces from about 160 pixels up; raise `max_side` (slower) for
 smaller faces.

@@ -8,8 +8,8 @@ the mean shape fills; then it is a fallback, not a landmark detector.
 The detector for full frames defaults to `hog` (dlib's HOG detector, compiled
 into the dlib wheel): it needs no download, finds real faces and the synthetic
 world's rendered faces (OpenCV's Haar cascade, the earlier default, finds none
-in some synthetic videos and costs 0.3 s a 720p frame), and with frames shrunk
-to 640 pixels costs about 25 ms a 720p frame on a CPU core. On a GPU node,
+in some synthetic videos and costs 2.5 times as much a 720p frame), and with
+frames shrunk to 640 pixels costs about 27 ms a 720p frame on a CPU core. On a GPU node,
 `template:s3fd` runs face-alignment's S3FD batched over the due frames of each
 batch; `template:haar` keeps the cascade for stores made with it. Whatever the
 detector, a track where it finds few faces is reported (extract/faces/face_rate.py).
