@@ -2,9 +2,9 @@
 
 It ships with the OpenCV wheel, so it needs no download, but it is slow on full
 frames (66-96 ms a 720p frame in bench/results/extract.md, 2.5x HOG) and misses
-many faces, the synthetic
-world's among them; `hog` is the default for full frames, and this one stays
-selectable (`--landmarks template:haar`) for stores made with it.
+many faces, the synthetic world's among them; `hog` is the default for full
+frames, and this one stays selectable (`--landmarks template:haar`) for stores
+made with it.
 """
 
 from __future__ import annotations
