@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -36,8 +35,9 @@ def _add_job_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--landmarks",
         default="template",
-        choices=["fan", "mediapipe", "template"],
-        help="face and landmark backend (template: aligned crops; fan: GPU detector + FAN)",
+        type=_landmark_spec,
+        help="face and landmark backend fan | mediapipe | template, optionally :DETECTOR "
+        "(hog, haar, s3fd; e.g. template:s3fd on a GPU). template on full frames: hog",
     )
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.add_argument("--batch-size", type=int, default=32, help="frames per encoder batch")
@@ -61,6 +61,16 @@ def _add_job_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--patch-pool", type=int, default=None, help="pool the patch grid to this side, e.g. 8"
     )
+
+
+def _landmark_spec(text: str) -> str:
+    from extract.faces.base import parse_landmark_spec
+
+    try:
+        parse_landmark_spec(text)
+    except KeyError as exc:
+        raise argparse.ArgumentTypeError(str(exc).strip("\"'")) from None
+    return text
 
 
 def _config(args: argparse.Namespace) -> ExtractConfig:
@@ -127,16 +137,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from extract.job.bench import run_bench
+    from extract.job.bench import report, run_bench
 
     cfg = _config(args)
     manifest = _read_manifest(args.manifest)
-    result = run_bench(manifest, cfg, track=args.track)
-    if args.json:
-        print(json.dumps(result, indent=2))
-    else:
-        for key, value in result.items():
-            print(f"{key:>20}: {value}")
+    report(run_bench(manifest, cfg, track=args.track, repeats=args.repeat), args.json)
     return 0
 
 
@@ -171,6 +176,16 @@ def register(sub, add_common_options) -> None:
     )
     _add_job_options(b)
     b.add_argument("--track", default=None, help="track to time (default: the first with a video)")
-    b.add_argument("--json", action="store_true", help="print JSON")
+    b.add_argument(
+        "--repeat", type=int, default=1, help="time each rate this many times, keep the best"
+    )
+    b.add_argument(
+        "--json",
+        nargs="?",
+        const="-",
+        default=None,
+        metavar="OUT",
+        help="JSON to OUT (a file), or to stdout when OUT is left out",
+    )
     add_common_options(b)
     b.set_defaults(func=cmd_bench)
