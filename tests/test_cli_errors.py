@@ -66,7 +66,16 @@ def test_misspelled_choice_says_did_you_mean(capsys):
     argv = ["run", "--manifest", "m", "--store", "s", "--audio", "logmel", "--landmarks", "fam"]
     assert extract.cli.main(argv) == 2
     line = one_line(capsys)
-    assert "--landmarks" in line and "did you mean 'fan'" in line
+    assert "unknown landmark backend 'fam'" in line and "did you mean 'fan'" in line
+    assert extract.cli.main([*argv[:-1], "template:s3df"]) == 2
+    assert "unknown face detector 's3df'; did you mean 's3fd'" in one_line(capsys)
+
+
+def test_misspelled_plain_choice_says_did_you_mean(capsys):
+    argv = ["run", "--manifest", "m", "--store", "s", "--audio", "logmel", "--token-dtype", "int9"]
+    assert extract.cli.main(argv) == 2
+    line = one_line(capsys)
+    assert "--token-dtype" in line and "did you mean 'int8'" in line
 
 
 @pytest.fixture(scope="module")

@@ -106,6 +106,7 @@ def test_version(prog, capsys):
 def test_extract_options_come_from_the_config_fields():
     from extract.encoders.base import known_audio_encoders, known_visual_encoders
     from extract.faces.base import known_landmark_backends
+    from extract.faces.detectors import known_face_detectors
     from extract.job.config import ExtractConfig, config_from_args
     from extract.store.quantize import TOKEN_KINDS
 
@@ -118,7 +119,8 @@ def test_extract_options_come_from_the_config_fields():
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
         parse = f.metadata.get("parse") or (lambda v: v)
         assert parse(actions[f.name].default) == default, f.name
-    assert actions["landmarks"].choices == known_landmark_backends()
+    assert all(n in actions["landmarks"].help for n in known_landmark_backends())
+    assert all(n in actions["landmarks"].help for n in known_face_detectors())
     assert actions["token_dtype"].choices == list(TOKEN_KINDS)
     assert all(n in actions["visual"].help for n in known_visual_encoders())
     assert all(n in actions["audio"].help for n in known_audio_encoders())

@@ -1,5 +1,10 @@
 """ABAW AU scores: the unweighted mean over the 12 AUs of binary F1, frames labelled -1 excluded.
 
+An AU with no defined label at all in the scored frames (every frame -1, e.g. an AU a fold's
+annotators never coded) has no F1; it is left out of the mean rather than counted as 0, and
+`score` names it in "excluded_aus". An AU with defined labels but no positive keeps the
+scikit-learn convention (F1 0) and stays in the mean.
+
 AUC and average precision per AU are for diagnosis (they do not depend on a threshold).
 Plain numpy, so scoring needs no scikit-learn; the tests hold these equal to scikit-learn.
 """
@@ -34,9 +39,23 @@ def f1_per_au(preds: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return np.where(denom > 0, 2 * tp / np.maximum(denom, 1), 0.0)
 
 
+def defined_aus(labels: np.ndarray) -> np.ndarray:
+    """(A,) bool: AUs with at least one frame labelled 0 or 1. labels (N, A) in {-1, 0, 1}."""
+    if labels.ndim != 2:
+        raise ValueError(f"expected an (N, n_aus) label array, got {labels.shape}")
+    return (labels >= 0).any(0)
+
+
+def mean_over_defined(per_au: np.ndarray, labels: np.ndarray) -> float:
+    """Mean of per-AU values (A,) over the AUs `labels` defines; 0.0 when none is defined (the
+    caller reports the excluded AUs)."""
+    keep = defined_aus(labels)
+    return float(per_au[keep].mean()) if keep.any() else 0.0
+
+
 def mean_f1(preds: np.ndarray, labels: np.ndarray) -> float:
-    """The ABAW AU score: unweighted mean of per-AU F1."""
-    return float(f1_per_au(preds, labels).mean())
+    """The ABAW AU score: unweighted mean of per-AU F1 over the AUs with defined labels."""
+    return mean_over_defined(f1_per_au(preds, labels), labels)
 
 
 def binarize(probs: np.ndarray, thresholds: np.ndarray | float) -> np.ndarray:
@@ -93,7 +112,11 @@ def per_au(fn, probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
 def score(
     probs: np.ndarray, labels: np.ndarray, thresholds: np.ndarray | float = 0.5
 ) -> dict[str, Any]:
-    """Everything eval reports: mean F1, per-AU F1, AUC, AP and positive rates, keyed by AU name."""
+    """Everything eval reports: mean F1, per-AU F1, AUC, AP and positive rates, keyed by AU name.
+
+    "excluded_aus" lists the AUs left out of mean_f1 (no defined label); their per_au_f1 is 0.0
+    so tables keep one column per AU, and they are named here so no reader takes it for a score.
+    """
     preds = binarize(probs, thresholds)
     f1 = f1_per_au(preds, labels)
     auc = per_au(auc_binary, probs, labels)
@@ -106,7 +129,8 @@ def score(
         return {n: (None if np.isnan(x) else float(x)) for n, x in zip(names, v)}
 
     return {
-        "mean_f1": float(f1.mean()),
+        "mean_f1": mean_over_defined(f1, labels),
+        "excluded_aus": [n for n, ok in zip(names, defined_aus(labels)) if not ok],
         "per_au_f1": named(f1),
         "auc": named(auc),
         "ap": named(ap),

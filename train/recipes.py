@@ -42,7 +42,11 @@ RECIPES: dict[str, dict[str, Any]] = {
     # ABAW8 entry: ConvNeXt + Whisper, multi-scale fusion, TCN, MLP 512, BCE, 6 folds, hard vote.
     "abaw8": {
         "data": {
-            "features": {"cls": "visual/convnext/cls", "audio": "audio/whisper"},
+            "features": {
+                "cls": "visual/convnext/cls",
+                "local": "visual/convnext/local",
+                "audio": "audio/whisper",
+            },
             "window": 64,
             "stride": 32,
             **_DATA,

@@ -23,7 +23,7 @@ from data_manifest.aus import AUS
 from data_manifest.shared_files import write_text_atomic
 from data_manifest.user_error import UserError
 from train import report_figures as F
-from train.metrics import f1_per_au, mean_f1, score
+from train.metrics import f1_per_au, mean_f1, mean_over_defined, score
 from train.predict import Predictions, evaluate_run, predict_split
 from train.report_html import Section, details, esc, figure, key_values, num, page, table
 from train.report_stats import cooccurrence, masked_like, per_track_f1, pick_tracks
@@ -168,7 +168,7 @@ def _score_here(
     m = score(probs, y, thr)
     f1 = f1_per_au(binary, y)
     m["per_au_f1"] = {a: float(v) for a, v in zip(AUS, f1)}
-    m["mean_f1"] = float(f1.mean())
+    m["mean_f1"] = mean_over_defined(f1, y)
     m["mean_f1_at_0.5"] = mean_f1((probs >= 0.5).astype(np.int8), y)
     m["thresholds"] = {a: float(t) for a, t in zip(AUS, thr)}
     return m

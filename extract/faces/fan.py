@@ -1,8 +1,10 @@
 """`fan` backend: face-alignment's face detector (S3FD or BlazeFace) and its 2D FAN, 68 points.
 
-Detection runs batched over frames (`detect_from_batch`); the landmark network
-runs batched over the chosen face of every frame of the batch, using the
-library's own crop and heatmap decoding, so results match
+Detection runs batched over the due frames of a batch: S3FD through
+extract/faces/s3fd.py (one forward pass, decoded on the device, frames shrunk to
+`max_side` first), BlazeFace through the library's `detect_from_batch`. The
+landmark network runs batched over the chosen face of every frame of the batch,
+using the library's own crop and heatmap decoding, so results match
 `FaceAlignment.get_landmarks_from_batch` while using the GPU fully.
 
 Weights come from the torch hub cache ($TORCH_HOME/hub/checkpoints). The library
@@ -23,6 +25,7 @@ from extract.faces.base import DetectThenLandmark, register_landmark_backend
 from extract.faces.tracking import TrackerConfig
 
 DETECTORS = ("sfd", "blazeface")
+ALIASES = {"s3fd": "sfd"}  # the detector registry's name for face-alignment's "sfd"
 INSTALL = "pip install face-alignment"
 
 
@@ -39,6 +42,7 @@ def checkpoints_dir() -> str:
 
 def required_weights(detector: str) -> list[tuple[str, str]]:
     """(file name, URL) of every file the 2D FAN with this detector loads, per the installed library."""
+    detector = ALIASES.get(detector, detector)
     try:
         from face_alignment import api
     except ImportError as exc:
@@ -113,9 +117,13 @@ class FanLandmarks(DetectThenLandmark):
         allow_download: bool = True,
         aligned_input: bool = False,
         tracker: TrackerConfig | None = None,
+        max_side: int | None = 640,
     ) -> None:
         super().__init__(tracker)
         self.aligned_input = aligned_input
+        detector = ALIASES.get(detector, detector)
+        if detector not in DETECTORS:
+            raise ValueError(f"fan detector must be one of {DETECTORS} or s3fd, got {detector!r}")
         import torch
 
         try:
@@ -141,6 +149,17 @@ class FanLandmarks(DetectThenLandmark):
         self.flip_input = flip_input
         self.batch_size = int(batch_size)
         self._torch = torch
+        self._s3fd = None
+        if detector == "sfd":  # the batched S3FD path on the library's loaded network
+            from extract.faces.s3fd import S3fdDetector
+
+            self._s3fd = S3fdDetector(
+                device=self.device,
+                net=self.fa.face_detector.face_detector,
+                max_side=max_side,
+                batch_size=self.batch_size,
+            )
+        self.max_side = max_side if detector == "sfd" else None
 
     def backend_fields(self) -> dict[str, Any]:
         import face_alignment
@@ -148,6 +167,7 @@ class FanLandmarks(DetectThenLandmark):
         return {
             "detector": "whole-image" if self.aligned_input else self.detector,
             "flip_input": self.flip_input,
+            "max_side": None if self.aligned_input else self.max_side,
             "weights": [name for name, _ in required_weights(self.detector)],
             "face_alignment": face_alignment.__version__,
         }
@@ -156,6 +176,8 @@ class FanLandmarks(DetectThenLandmark):
         if self.aligned_input:  # aligned crops: the face is the image; detectors miss such faces
             h, w = frames.shape[1:3]
             return [np.array([[0.0, 0.0, w, h]], np.float32) for _ in range(len(frames))]
+        if self._s3fd is not None:
+            return [d.boxes for d in self._s3fd(frames)]
         torch = self._torch
         boxes: list[np.ndarray] = []
         for lo in range(0, len(frames), self.batch_size):
@@ -213,6 +235,7 @@ def build_fan(
     flip_input: bool = False,
     batch_size: int = 32,
     allow_download: bool = True,
+    max_side: int | None = 640,
     **tracker_kwargs: Any,
 ) -> FanLandmarks:
     """2D FAN landmarks; with `aligned_input` the whole crop is the face box (no detection)."""
@@ -223,5 +246,6 @@ def build_fan(
         batch_size=batch_size,
         allow_download=allow_download,
         aligned_input=aligned_input,
+        max_side=max_side,
         tracker=TrackerConfig(detect_every=detect_every, **tracker_kwargs),
     )

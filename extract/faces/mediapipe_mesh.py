@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from extract.faces.base import FaceBatch, blank_frames, register_landmark_backend
+from extract.faces.face_rate import FaceRate, FaceRateCounter
 from extract.faces.tracking import FaceTracker, TrackerConfig, choose_face
 
 INSTALL = 'pip install "mediapipe>=0.10.14,<=0.10.21"  (or pass model_path=face_landmarker.task)'
@@ -144,6 +145,7 @@ class MediaPipeMeshLandmarks:
         self.tracker_config = tracker or TrackerConfig()
         self._tracker = FaceTracker(self.tracker_config)
         self._mesh: Any = None
+        self._rate = FaceRateCounter(self.name)
         self.reset()
 
     def _new_mesh(self) -> Any:
@@ -152,11 +154,19 @@ class MediaPipeMeshLandmarks:
             return _TasksMesh(self._mp, self.model_path, faces, self.min_confidence)
         return _SolutionsMesh(self._mp, faces, self.min_confidence)
 
-    def reset(self, side: str = "none") -> None:
+    def reset(self, side: str = "none", track: str | None = None) -> None:
         if self._mesh is not None:
             self._mesh.close()
         self._mesh = self._new_mesh()  # MediaPipe's own tracking state belongs to one track
         self._tracker.reset(side)
+        self._rate.start(track)
+
+    def end_track(self) -> FaceRate:
+        return self._rate.end()
+
+    @property
+    def face_rate(self) -> FaceRate:
+        return self._rate.current
 
     def fingerprint_fields(self) -> dict[str, Any]:
         return {
@@ -192,6 +202,8 @@ class MediaPipeMeshLandmarks:
             out.valid[i] = True
             out.box[i] = boxes[k]
             out.landmarks[i] = lms[k]
+        out.detected = out.valid.copy()  # FaceMesh looks at every frame
+        self._rate.add(out.valid, out.detected, int(np.count_nonzero(~blank)))
         return out
 
 

@@ -2,7 +2,11 @@
 
 Aff-Wild2 splits two-person videos into `_left` and `_right` tracks, so with
 several faces the track's side decides: the leftmost face (smallest box centre x)
-for "left", the rightmost for "right". A track without a side follows the face
+for "left", the rightmost for "right"; a face lying wholly beyond the track's
+last box on the other person's side is the other person, never the track's (so
+a frame where only the other face is found loses the face rather than jumping);
+before the track has a box, a lone face in the other half of the frame is taken
+for the other person too. A track without a side follows the face
 that overlaps its previous box most, else the largest one. The detector may run
 every k frames only; between detections the last box is carried. Consecutive
 detections of the same face are smoothed by an exponential moving average, so
@@ -43,9 +47,27 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return inter / np.maximum(area_a + area_b - inter, 1e-9)
 
 
-def choose_face(boxes: np.ndarray, side: str, previous: np.ndarray | None) -> np.ndarray | None:
-    """Pick the track's face among (k, 4) boxes -> (4,) or None when k == 0."""
+def choose_face(
+    boxes: np.ndarray,
+    side: str,
+    previous: np.ndarray | None,
+    last: np.ndarray | None = None,
+    frame_w: float | None = None,
+) -> np.ndarray | None:
+    """Pick the track's face among (k, 4) boxes -> (4,) or None (k == 0, or only the other person).
+
+    `previous` is the current box (None when lost); `last` the last box the track had;
+    `frame_w` the frame width (for a lone face before the track has a box)."""
     boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+    last = previous if last is None else last
+    if last is not None and side == "left":
+        boxes = boxes[boxes[:, 0] < last[2]]  # not wholly right of the track's face
+    elif last is not None and side == "right":
+        boxes = boxes[boxes[:, 2] > last[0]]  # not wholly left of it
+    elif last is None and frame_w and side in ("left", "right") and len(boxes) == 1:
+        centre = (boxes[0, 0] + boxes[0, 2]) / 2
+        if (centre > frame_w / 2) == (side == "left"):  # a lone face on the other half
+            return None
     if len(boxes) == 0:
         return None
     centre_x = (boxes[:, 0] + boxes[:, 2]) / 2
@@ -73,6 +95,7 @@ class FaceTracker:
             raise ValueError(f"side must be one of {SIDES}, got {side!r}")
         self.side = side
         self.current: np.ndarray | None = None  # (4,) float32 or None when the face is lost
+        self.last: np.ndarray | None = None  # the last box the track had, kept when lost
         self._count = 0  # frames seen in this track
 
     def due(self, n: int) -> np.ndarray:
@@ -87,10 +110,10 @@ class FaceTracker:
 
     def update(self, boxes: np.ndarray, frame_hw: tuple[int, int]) -> np.ndarray | None:
         """Take one frame's detections (k, 4); returns the track's box (4,) or None (lost)."""
-        chosen = choose_face(boxes, self.side, self.current)
+        h, w = frame_hw
+        chosen = choose_face(boxes, self.side, self.current, self.last, frame_w=w)
         if chosen is None:
             return self.lose()
-        h, w = frame_hw
         chosen = np.clip(chosen, [0, 0, 0, 0], [w, h, w, h])
         if chosen[2] - chosen[0] < 1 or chosen[3] - chosen[1] < 1:
             return self.lose()
@@ -99,4 +122,5 @@ class FaceTracker:
             a = self.config.smoothing
             chosen = a * chosen + (1 - a) * prev
         self.current = chosen.astype(np.float32)
+        self.last = self.current
         return self.current

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -14,7 +13,6 @@ from data_manifest.cli_options import (
     add_progress,
     add_store,
     add_tracks,
-    write_json,
 )
 from data_manifest.user_error import UserError
 from extract.job.config import add_config_options, config_from_args
@@ -76,14 +74,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from extract.job.bench import run_bench
+    from extract.job.bench import report, run_bench
 
     cfg = config_from_args(args)
     manifest = _read_manifest(args.manifest)
-    result = run_bench(manifest, cfg, track=args.track)
-    if not write_json(args.json, json.dumps(result, indent=2)):
-        for key, value in result.items():
-            print(f"{key:>20}: {value}")
+    report(run_bench(manifest, cfg, track=args.track, repeats=args.repeat), args.json)
     return 0
 
 
@@ -115,5 +110,8 @@ def register(sub) -> None:
     b = add_command(sub, "bench", "end-to-end frames/s against encoder-only frames/s (the ceiling)")
     _add_job_options(b)
     b.add_argument("--track", default=None, help="track to time (default: the first with a video)")
+    b.add_argument(
+        "--repeat", type=int, default=1, help="time each rate this many times, keep the best"
+    )
     add_json(b, "the timings")
     b.set_defaults(func=cmd_bench)

@@ -38,6 +38,22 @@ def _landmark_names() -> list[str]:
     return known_landmark_backends()
 
 
+def _detector_names() -> list[str]:
+    from extract.faces.detectors import known_face_detectors
+
+    return known_face_detectors()
+
+
+def _landmark_spec(text: str) -> str:
+    """`BACKEND[:DETECTOR]`, both names checked against their registries."""
+    name, colon, detector = text.partition(":")
+    if name not in _landmark_names():
+        raise unknown_name("landmark backend", name, _landmark_names())
+    if colon and detector not in _detector_names():
+        raise unknown_name("face detector", detector, _detector_names())
+    return text
+
+
 def _token_kinds() -> list[str]:
     from extract.store.quantize import TOKEN_KINDS
 
@@ -73,10 +89,24 @@ def _opt(
     parse: Callable[[str], Any] | None = None,
     metavar: str | None = None,
     shared: Callable[..., None] | None = None,
+    check: Callable[[str], str] | None = None,
+    names: Callable[[], list[str]] | None = None,
 ) -> dict[str, Any]:
-    """Field metadata for the generated command line (see add_config_options); `shared` is the
-    data_manifest.cli_options adder of an option all commands share (its default must match)."""
-    return {"help": help, "choices": choices, "parse": parse, "metavar": metavar, "shared": shared}
+    """Field metadata for the generated command line (see add_config_options).
+
+    `choices`: the allowed values (or a registry lookup); `parse`: text -> field value after
+    parsing; `check`: validates the text (raises UserError); `names`: registry names to list in
+    the help; `shared`: the data_manifest.cli_options adder of an option every command shares.
+    """
+    return {
+        "help": help,
+        "choices": choices,
+        "parse": parse,
+        "metavar": metavar,
+        "shared": shared,
+        "check": check,
+        "names": names,
+    }
 
 
 @dataclass
@@ -98,9 +128,14 @@ class ExtractConfig:
     landmarks: str = field(
         default="template",
         metadata=_opt(
-            "face and landmark backend (template: aligned crops; fan: GPU detector + FAN; "
-            "mediapipe: FaceMesh)",
-            choices=_landmark_names,
+            "face and landmark backend, optionally :DETECTOR (e.g. template:s3fd on a GPU; "
+            "template on full frames: hog)",
+            check=_landmark_spec,
+            names=lambda: [
+                "backends " + ", ".join(_landmark_names()),
+                "detectors " + ", ".join(_detector_names()),
+            ],
+            metavar="BACKEND[:DETECTOR]",
         ),
     )
     device: str = field(
@@ -181,10 +216,14 @@ def add_config_options(parser: argparse.ArgumentParser) -> None:
         if meta.get("metavar"):
             kwargs["metavar"] = meta["metavar"]
         choices = _choices(f)
+        if meta.get("names"):
+            kwargs["help"] += "; " + "; ".join(meta["names"]())
         if meta.get("parse"):  # free text parsed after the command line (e.g. name=model lists)
             kwargs["default"] = ""
             if choices:
                 kwargs["help"] += f"; names: {', '.join(choices)}"
+        elif meta.get("check"):  # free text checked after the command line (one-line errors)
+            kwargs["default"] = f.default
         else:
             kwargs["default"] = f.default
             kwargs["type"] = _scalar_type(hints[f.name])
@@ -198,7 +237,7 @@ def config_from_args(args: argparse.Namespace) -> ExtractConfig:
     values = {}
     for f in dataclasses.fields(ExtractConfig):
         value = getattr(args, f.name)
-        parse = f.metadata.get("parse")
+        parse = f.metadata.get("parse") or f.metadata.get("check")
         values[f.name] = parse(value) if parse else value
     if not values["visual"] and not values["audio"]:
         raise UserError("nothing to extract: give --visual and/or --audio")

@@ -4,7 +4,15 @@ import torch
 from sklearn.metrics import average_precision_score, f1_score, roc_auc_score
 
 from tests.train.masked_bce import build_test_loss
-from train.metrics import ap_binary, auc_binary, binarize, f1_per_au, mean_f1, score
+from train.metrics import (
+    ap_binary,
+    auc_binary,
+    binarize,
+    defined_aus,
+    f1_per_au,
+    mean_f1,
+    score,
+)
 
 
 def _random(seed: int, n: int = 500, a: int = 12):
@@ -38,6 +46,36 @@ def test_f1_ignores_minus_one_frames_whatever_is_predicted():
 def test_f1_zero_when_no_positive_anywhere():
     labels = np.zeros((10, 12), np.int8)
     assert f1_per_au(np.zeros((10, 12)), labels).tolist() == [0.0] * 12
+
+
+def test_au_without_defined_labels_is_excluded_from_the_mean_and_named():
+    probs, labels = _random(5)
+    labels[:, 3] = -1  # AU6 never coded in this set
+    labels[:, 7] = -1  # AU15 neither
+    preds = binarize(probs, 0.5)
+    f1 = f1_per_au(preds, labels)
+    keep = [a for a in range(12) if a not in (3, 7)]
+    assert defined_aus(labels).tolist() == [a in keep for a in range(12)]
+    assert mean_f1(preds, labels) == pytest.approx(f1[keep].mean())
+    assert mean_f1(preds, labels) > f1.mean()  # the two zeros no longer drag it down
+    m = score(probs, labels, 0.5)
+    assert m["excluded_aus"] == ["AU6", "AU15"]
+    assert m["mean_f1"] == pytest.approx(f1[keep].mean())
+    assert m["per_au_f1"]["AU6"] == 0.0  # kept as a column, named as excluded
+
+
+def test_au_with_labels_but_no_positive_stays_in_the_mean():
+    probs, labels = _random(6)
+    labels[:, 2] = np.where(labels[:, 2] == 1, 0, labels[:, 2])  # defined, never positive
+    preds = binarize(probs, 0.5)
+    assert mean_f1(preds, labels) == pytest.approx(f1_per_au(preds, labels).mean())
+    assert score(probs, labels)["excluded_aus"] == []
+
+
+def test_no_defined_label_at_all_scores_zero_and_names_every_au():
+    labels = np.full((5, 12), -1, np.int8)
+    m = score(np.random.default_rng(0).random((5, 12)), labels)
+    assert m["mean_f1"] == 0.0 and len(m["excluded_aus"]) == 12
 
 
 @pytest.mark.parametrize("seed", [0, 1])

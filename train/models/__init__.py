@@ -11,13 +11,14 @@ recipe reads them):
     cls          (B, T, Dv)          visual CLS / pooled feature
     patch        (B, T, h, w, Dp)    visual patch tokens (dequantised float)
     rois         (B, T, R, 4)        AU regions, crop coords in [0, 1] (x0, y0, x1, y1)
+    local        (B, T, V, Dl)       V local visual views per frame (ConvNeXt's quadrants)
     audio        (B, T, Da)          audio features pooled on frame times
     audio_valid  (B, T) bool
     face_valid   (B, T) bool
     mask         (B, T) bool         real frames (False on padding)
 
 `dims` gives the feature sizes the store provides: {"cls": Dv, "patch": Dp,
-"grid": (h, w), "audio": Da, "n_rois": R, "n_aus": 12}.
+"grid": (h, w), "audio": Da, "local": Dl, "n_rois": R, "n_aus": 12}.
 """
 
 from __future__ import annotations

@@ -1,56 +1,75 @@
-"""Multi-scale windowed self-attention fusion of several modalities (the ABAW8 system).
+"""Multi-scale audio-visual fusion with context-dependent weights (the ABAW8 system).
 
-Each modality (visual global, visual local, audio) is projected to a common width, then for
-each window size w every frame attends to the frames within w/2 of it in its own modality
-(sliding-window self-attention: short windows catch onsets, long ones context). Per scale, the
-modalities are mixed with learned weights softmax(alpha_scale) (B, T, d), and the scales are
-averaged into one fused sequence (B, T, d).
+Each modality m (visual global, visual local, audio) is projected to a common width d. For
+each window size w_s (scale s) and modality m:
+
+    y[s, m] = MLP(Cross_s,m(Self_s,m(x_m), {x_n : n != m}))        (B, T, d)
+
+Self: frame i of m attends to frames within w_s // 2 of it in m. Cross: it then attends to the
+same frames of every other modality (visual to audio and audio to visual, window_attention.py). The
+outputs are mixed twice, both times with weights the model computes from the input:
+
+    modality weights  a[b, t, s, :] = softmax_m(gate(x_1[b, t], ..., x_M[b, t]))[s]
+                      one distribution over modalities per frame and scale:
+                      sum over m of a[b, t, s, m] = 1 for every b, t, s;
+    scale weights     g[b, :] = WindowSelect(segment) (window_select.py), the adaptive window
+                      choice: sum over s of g[b, s] = 1 for every window b;
+
+    fused[b, t] = LayerNorm(sum_s g[b, s] * sum_m a[b, t, s, m] * y[s, m][b, t])
+
+So a frame with no audio (its audio stream holds the learned no-audio vector) can put its
+weight on the face, and a segment can choose its window size. Both gates start at zero logits:
+equal weights, the plain average of the earlier fixed-weight fusion.
 """
 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-
-def window_mask(length: int, window: int, device) -> torch.Tensor:
-    """(T, T) bool, True where frame j lies within window // 2 of frame i (attention allowed)."""
-    idx = torch.arange(length, device=device)
-    return (idx[:, None] - idx[None, :]).abs() <= window // 2
+from train.models.window_attention import WindowAttention
+from train.models.window_select import WindowSelect
 
 
-class WindowSelfAttention(nn.Module):
-    """Pre-norm multi-head self-attention restricted to a sliding window, residual + MLP."""
+class ModalityGate(nn.Module):
+    """Per frame, from all modalities' features (B, T, M*d): weights (B, T, S, M), summing to
+    one over M."""
 
-    def __init__(self, d: int, heads: int, window: int, dropout: float):
+    def __init__(self, n_modalities: int, d: int, n_scales: int):
         super().__init__()
-        if d % heads:
-            raise ValueError(f"WindowSelfAttention: width {d} not divisible by heads {heads}")
-        self.heads, self.window, self.dropout = heads, window, dropout
+        self.shape = (n_scales, n_modalities)
+        self.net = nn.Sequential(
+            nn.LayerNorm(n_modalities * d),
+            nn.Linear(n_modalities * d, d),
+            nn.GELU(),
+            nn.Linear(d, n_scales * n_modalities),
+        )
+        nn.init.zeros_(self.net[-1].weight)
+        nn.init.zeros_(self.net[-1].bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x).unflatten(-1, self.shape).softmax(-1)  # (B, T, S, M)
+
+
+class ScaleModalityBlock(nn.Module):
+    """One (scale, modality): windowed self-attention, cross-attention to the other modalities
+    (when there are any), MLP; (B, T, d) -> (B, T, d)."""
+
+    def __init__(self, d: int, heads: int, window: int, dropout: float, cross: bool):
+        super().__init__()
+        self.self_attn = WindowAttention(d, heads, window, dropout)
+        self.cross_attn = WindowAttention(d, heads, window, dropout, cross=True) if cross else None
         self.norm = nn.LayerNorm(d)
-        self.qkv = nn.Linear(d, 3 * d)
-        self.out = nn.Linear(d, d)
-        self.norm2 = nn.LayerNorm(d)
         self.mlp = nn.Sequential(nn.Linear(d, 2 * d), nn.GELU(), nn.Linear(2 * d, d))
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        """x (B, T, d), mask (B, T) bool (False on padding) -> (B, T, d)."""
-        b, t, d = x.shape
-        q, k, v = self.qkv(self.norm(x)).view(b, t, 3, self.heads, d // self.heads).unbind(2)
-        allowed = window_mask(t, self.window, x.device)[None]  # (1, T, T)
-        if mask is not None:
-            # Real frames never attend to padding; every frame may attend to itself (no empty row).
-            allowed = (allowed & mask[:, None, :]) | torch.eye(t, dtype=torch.bool, device=x.device)
-        att = F.scaled_dot_product_attention(
-            q.transpose(1, 2),  # (B, H, T, dh)
-            k.transpose(1, 2),
-            v.transpose(1, 2),
-            attn_mask=allowed[:, None],  # (B|1, 1, T, T)
-            dropout_p=self.dropout if self.training else 0.0,
-        )  # (B, H, T, dh)
-        x = x + self.out(att.transpose(1, 2).reshape(b, t, d))
-        return x + self.mlp(self.norm2(x))
+    def forward(
+        self, x: torch.Tensor, others: torch.Tensor | None, mask: torch.Tensor | None
+    ) -> torch.Tensor:
+        """x (B, T, d), others (B, M-1, T, d) or None, mask (B, T) bool."""
+        x = self.self_attn(x, None, mask)
+        if self.cross_attn is not None:
+            x = self.cross_attn(x, others, mask)
+        return x + self.mlp(self.norm(x))
 
 
 class MultiScaleFusion(nn.Module):
@@ -59,9 +78,11 @@ class MultiScaleFusion(nn.Module):
     Args:
         dims: input width per modality name (the order fixes the weight layout).
         d_model: common width.
-        windows: sliding-window sizes in frames, one attention per (scale, modality).
+        windows: attention window sizes in frames, one block per (scale, modality).
         heads: attention heads.
         dropout: attention dropout.
+        cross: cross-modal attention besides self-attention (with two or more modalities).
+        select: window selection, "soft" or "hard" (window_select.py).
     """
 
     def __init__(
@@ -71,32 +92,50 @@ class MultiScaleFusion(nn.Module):
         windows: tuple[int, ...] | list[int] = (8, 16, 32),
         heads: int = 4,
         dropout: float = 0.1,
+        cross: bool = True,
+        select: str = "soft",
     ):
         super().__init__()
         self.names = list(dims)
+        self.windows = tuple(windows)
+        n_mod, n_scales = len(self.names), len(self.windows)
+        self.cross = cross and n_mod > 1
         self.proj = nn.ModuleDict(
             {m: nn.Sequential(nn.LayerNorm(dm), nn.Linear(dm, d_model)) for m, dm in dims.items()}
         )
-        self.attn = nn.ModuleList(
-            nn.ModuleDict({m: WindowSelfAttention(d_model, heads, w, dropout) for m in self.names})
-            for w in windows
+        self.blocks = nn.ModuleList(
+            nn.ModuleDict(
+                {m: ScaleModalityBlock(d_model, heads, w, dropout, self.cross) for m in self.names}
+            )
+            for w in self.windows
         )
-        # alpha[s, m]: per-scale modality logits; softmax over modalities, equal at start.
-        self.alpha = nn.Parameter(torch.zeros(len(windows), len(self.names)))
+        self.modality_gate = ModalityGate(n_mod, d_model, n_scales)
+        self.window_select = WindowSelect(n_mod * d_model, n_scales, mode=select)
         self.norm = nn.LayerNorm(d_model)
         self.out_dim = d_model
 
-    def modality_weights(self) -> torch.Tensor:
-        """(n_scales, n_modalities), rows sum to 1."""
-        return self.alpha.softmax(dim=-1)
+    def weights(
+        self, feats: dict[str, torch.Tensor], mask: torch.Tensor | None = None
+    ) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
+        """Projected features {m: (B, T, d)}, modality weights (B, T, S, M) summing to one over
+        M, scale weights (B, S) summing to one over S."""
+        x = {m: self.proj[m](feats[m]) for m in self.names}  # each (B, T, d)
+        ctx = torch.cat([x[m] for m in self.names], dim=-1)  # (B, T, M*d)
+        return x, self.modality_gate(ctx), self.window_select(ctx, mask)
 
     def forward(
         self, feats: dict[str, torch.Tensor], mask: torch.Tensor | None = None
     ) -> torch.Tensor:
-        x = {m: self.proj[m](feats[m]) for m in self.names}  # each (B, T, d)
-        weights = self.modality_weights()  # (S, M)
+        x, mod_w, scale_w = self.weights(feats, mask)
+        stacked = torch.stack([x[m] for m in self.names], dim=1)  # (B, M, T, d)
         fused = 0
-        for s, scale in enumerate(self.attn):
-            per_mod = torch.stack([scale[m](x[m], mask) for m in self.names], dim=-1)  # (B,T,d,M)
-            fused = fused + (per_mod * weights[s]).sum(-1)  # (B, T, d)
-        return self.norm(fused / len(self.attn))
+        for s, blocks in enumerate(self.blocks):
+            per_mod = []
+            for i, m in enumerate(self.names):
+                others = None
+                if self.cross:
+                    others = torch.cat([stacked[:, :i], stacked[:, i + 1 :]], dim=1)
+                per_mod.append(blocks[m](x[m], others, mask))  # (B, T, d)
+            mixed = (torch.stack(per_mod, dim=-1) * mod_w[:, :, s, None, :]).sum(-1)  # (B, T, d)
+            fused = fused + scale_w[:, s, None, None] * mixed
+        return self.norm(fused)

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from train.models import register_model
+from train.models.missing import fill_invalid
 
 
 class MLPHead(nn.Module):
@@ -41,7 +42,8 @@ class FeaturesHeadModel(nn.Module):
 
 @register_model("frame_mlp")
 class FrameMLP(FeaturesHeadModel):
-    """The baseline: each frame's CLS feature (optionally with audio) through an MLP, no time context."""
+    """The baseline: each frame's CLS feature (optionally with audio) through an MLP, no time
+    context. Frames without audio (audio_valid False) take a learned no-audio vector."""
 
     def __init__(
         self,
@@ -55,11 +57,13 @@ class FrameMLP(FeaturesHeadModel):
         self.use_audio = use_audio
         self.required_inputs = {"cls", "audio"} if use_audio else {"cls"}
         in_dim = dims["cls"] + (dims["audio"] if use_audio else 0)
+        self.no_audio = nn.Parameter(torch.zeros(dims["audio"])) if use_audio else None
         self.norm = nn.LayerNorm(in_dim)
         self.head = MLPHead(in_dim, dims.get("n_aus", 12), hidden, dropout)
 
     def forward_features(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         x = batch["cls"]  # (B, T, Dv)
         if self.use_audio:
-            x = torch.cat([x, batch["audio"]], dim=-1)  # (B, T, Dv + Da)
+            audio = fill_invalid(batch["audio"], batch.get("audio_valid"), self.no_audio)
+            x = torch.cat([x, audio], dim=-1)  # (B, T, Dv + Da)
         return self.norm(x)

@@ -3,14 +3,18 @@
 - "hga_mlp":    HGA per frame (+ audio) -> MLP head                       (row `+HGA`)
 - "hga_agssm":  HGA per frame (+ audio) -> bidirectional AG-SSM layers guided by audio -> MLP head
                 (`+AG-SSM`)
-- "fusion_tcn": visual global (+ local) and audio -> multi-scale fusion -> TCN -> MLP 512 (ABAW8)
+- "fusion_tcn": visual global (+ local views) and audio -> multi-scale fusion -> causal TCN ->
+                MLP 512 (ABAW8)
 
 Frames without a face (batch["face_valid"] False) get a learned "no face" vector in place of
-their per-frame visual embedding, so garbage tokens of empty crops never reach the head.
+their per-frame visual embedding, and frames without audio (batch["audio_valid"] False) a
+learned "no audio" vector in place of their audio features, in every system that reads audio,
+so garbage of empty crops or silent tracks never reaches the head (missing.py).
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import torch
@@ -18,24 +22,22 @@ from torch import nn
 
 from train.models import register_model
 from train.models.ag_ssm import AGSSMBlock
+from train.models.audio_views import AudioLocalViews
 from train.models.fusion import MultiScaleFusion
 from train.models.heads import FeaturesHeadModel, MLPHead
 from train.models.hga import HGA, roi_pool
+from train.models.local_views import LocalViews
+from train.models.missing import fill_invalid
 from train.models.tcn import TCN
 
-
-def _fill_no_face(x: torch.Tensor, batch: dict[str, torch.Tensor], no_face: torch.Tensor):
-    """x (B, T, F): frames with face_valid False take the learned no_face (F,) vector."""
-    valid = batch.get("face_valid")
-    if valid is None:
-        return x
-    return torch.where(valid[..., None], x, no_face.to(x.dtype))
+log = logging.getLogger(__name__)
 
 
 class _FrameHGA(nn.Module):
     """HGA applied to every frame of a window: batch -> (B, T, F), with CLS (use_cls) and audio
     (use_audio) appended. Frames without a face get the learned no-face vector in place of their
-    visual part; their audio stays."""
+    visual part (their audio stays); frames without audio the learned no-audio vector in place
+    of their audio part."""
 
     def __init__(self, dims: dict[str, Any], use_cls: bool, use_audio: bool, **hga_kw: Any):
         super().__init__()
@@ -43,6 +45,7 @@ class _FrameHGA(nn.Module):
         self.use_cls, self.use_audio = use_cls, use_audio
         visual_dim = self.hga.out_dim + (dims["cls"] if use_cls else 0)
         self.no_face = nn.Parameter(torch.zeros(visual_dim))
+        self.no_audio = nn.Parameter(torch.zeros(dims["audio"])) if use_audio else None
         self.out_dim = visual_dim + (dims["audio"] if use_audio else 0)
         self.required_inputs = {"patch", "rois"} | ({"cls"} if use_cls else set())
         self.required_inputs |= {"audio"} if use_audio else set()
@@ -53,9 +56,10 @@ class _FrameHGA(nn.Module):
         x = self.hga(patch.flatten(0, 1).float(), rois.flatten(0, 1)).view(b, t, -1)  # (B, T, F)
         if self.use_cls:
             x = torch.cat([x, batch["cls"].float()], dim=-1)  # (B, T, F + Dv)
-        x = _fill_no_face(x, batch, self.no_face)
+        x = fill_invalid(x, batch.get("face_valid"), self.no_face)
         if self.use_audio:
-            x = torch.cat([x, batch["audio"].float()], dim=-1)  # (B, T, F + Dv + Da)
+            audio = fill_invalid(batch["audio"].float(), batch.get("audio_valid"), self.no_audio)
+            x = torch.cat([x, audio], dim=-1)  # (B, T, F + Dv + Da)
         return x
 
 
@@ -172,43 +176,80 @@ class HGAAGSSM(FeaturesHeadModel):
         return self.norm(x)
 
 
+LOCAL_MODES = (None, "views", "patch", "rois")
+
+
 @register_model("fusion_tcn")
 class FusionTCN(FeaturesHeadModel):
-    """ABAW8: visual CLS (+ a local view) and audio -> multi-scale fusion -> TCN -> MLP 512.
+    """ABAW8: visual global view, local views and audio -> multi-scale fusion -> TCN -> MLP 512.
 
-    kwargs: local (None | "patch": mean of the patch grid | "rois": ROI-pooled patch tokens,
-    averaged over regions), use_audio, d_model, windows (sliding-window sizes), heads,
-    tcn_channels, kernel, causal, hidden (512), dropout.
+    Visual: "cls" (B, T, Dv), the global view. Local: "views" reads the batch key "local"
+    (B, T, V, Dl), the stored local views (ConvNeXt's four quadrants): in training the mean of
+    `local_views` views drawn at random per window, at eval the mean of all (local_views.py);
+    when the store maps no local views (dims has no "local") the model says so once at
+    construction and runs on the global view. "patch" / "rois" build one local view from the
+    patch tokens instead (mean of the grid / ROI-pooled regions).
+    Audio (B, T, Da): where batch["audio_valid"] is False, a learned no-audio vector; in training
+    the audio local views of audio_views.py (random time crop to at least `audio_crop` of the
+    window, `freq_masks` bands of up to `freq_width` of the channels zeroed).
+    Fusion (fusion.py): per-window self- and cross-modal attention at each of `windows` sizes,
+    per-frame modality weights and a per-segment window choice (`select`: "soft" | "hard").
+    TCN (tcn.py): causal by default; `tcn_channels` (256,)*3 with kernel 3 sees 29 frames, 0.97 s
+    at 30 fps. `causal` is the TCN's: the fusion's windows are centred (max(windows) // 2 frames
+    ahead) and the window choice reads the whole segment, so the system is not an online one.
+
+    kwargs: local, local_views, use_audio, audio_crop, freq_masks, freq_width, d_model,
+    windows, heads, cross, select, tcn_channels, kernel, causal, hidden (512), dropout.
+    Set `model.generator` (a CPU torch.Generator) to draw the training views from it.
     """
 
     def __init__(
         self,
         *,
         dims: dict[str, Any],
-        local: str | None = None,
+        local: str | None = "views",
+        local_views: int = 1,
         use_audio: bool = True,
+        audio_crop: float = 0.75,
+        freq_masks: int = 2,
+        freq_width: float = 0.1,
         d_model: int = 256,
         windows: tuple[int, ...] | list[int] = (8, 16, 32),
         heads: int = 4,
-        tcn_channels: tuple[int, ...] | list[int] = (256, 256),
+        cross: bool = True,
+        select: str = "soft",
+        tcn_channels: tuple[int, ...] | list[int] = (256, 256, 256),
         kernel: int = 3,
-        causal: bool = False,
+        causal: bool = True,
         hidden: int = 512,
         dropout: float = 0.1,
     ):
         super().__init__()
-        if local not in (None, "patch", "rois"):
-            raise ValueError(f"fusion_tcn local must be None, 'patch' or 'rois', got {local!r}")
+        if local not in LOCAL_MODES:
+            raise ValueError(f"fusion_tcn local must be one of {LOCAL_MODES}, got {local!r}")
+        if local == "views" and "local" not in dims:
+            log.warning(
+                "fusion_tcn: no local views in this store's features (no batch key 'local'); "
+                "running on the global view only. Map them with "
+                "--set data.features.local=<store array path, e.g. visual/convnext/local>"
+            )
+            local = None
         self.local, self.use_audio = local, use_audio
+        self.generator: torch.Generator | None = None
         mods = {"visual": dims["cls"]}
         self.required_inputs = {"cls"}
-        if local is not None:
+        if local == "views":
+            mods["local"] = dims["local"]
+            self.required_inputs |= {"local"}
+            self.local_views = LocalViews(local_views)
+        elif local is not None:
             mods["local"] = dims["patch"]
             self.required_inputs |= {"patch"} | ({"rois"} if local == "rois" else set())
         if use_audio:
             mods["audio"] = dims["audio"]
             self.required_inputs |= {"audio"}
-        self.fusion = MultiScaleFusion(mods, d_model, windows, heads, dropout)
+            self.audio_views = AudioLocalViews(audio_crop, freq_masks, freq_width)
+        self.fusion = MultiScaleFusion(mods, d_model, windows, heads, dropout, cross, select)
         # Learned stand-ins: visual inputs of frames without a face, audio where it is missing.
         self.missing = nn.ParameterDict(
             {m: nn.Parameter(torch.zeros(dm)) for m, dm in mods.items()}
@@ -217,6 +258,8 @@ class FusionTCN(FeaturesHeadModel):
         self.head = MLPHead(self.tcn.out_dim, dims.get("n_aus", 12), hidden, dropout)
 
     def _local(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        if self.local == "views":
+            return self.local_views(batch["local"].float(), self.generator)  # (B, T, Dl)
         patch = batch["patch"].float()  # (B, T, h, w, Dp)
         if self.local == "patch":
             return patch.mean(dim=(2, 3))  # (B, T, Dp)
@@ -229,13 +272,12 @@ class FusionTCN(FeaturesHeadModel):
         if self.local is not None:
             feats["local"] = self._local(batch)
         for m in list(feats):
-            feats[m] = _fill_no_face(feats[m], batch, self.missing[m])
+            feats[m] = fill_invalid(feats[m], batch.get("face_valid"), self.missing[m])
         if self.use_audio:
-            audio = batch["audio"].float()  # (B, T, Da)
-            valid = batch.get("audio_valid")
-            if valid is not None:
-                audio = torch.where(valid[..., None], audio, self.missing["audio"].to(audio.dtype))
-            feats["audio"] = audio
+            audio, valid = self.audio_views(
+                batch["audio"].float(), batch.get("audio_valid"), self.generator, batch.get("mask")
+            )  # (B, T, Da), (B, T)
+            feats["audio"] = fill_invalid(audio, valid, self.missing["audio"])
         mask = batch.get("mask")
         x = self.fusion(feats, mask)  # (B, T, d)
         return self.tcn(x, mask)  # (B, T, C)

@@ -2,6 +2,15 @@
 
 Dilations 1, 2, 4, ... give a receptive field that grows exponentially with depth at linear
 cost, which is how the ABAW8 system smooths AU evidence over about a second of video.
+
+Receptive field: block i holds two convs of kernel k and dilation 2**i, each reaching
+(k - 1) * 2**i frames further, so n blocks see
+
+    R(k, n) = 1 + 2 (k - 1) (2**n - 1)  frames
+
+(`receptive_field`). Causal: output t sees frames t - R + 1 .. t. Centred: the reach of each
+conv is split between past and future (floor to the past), so the same R frames around t.
+k = 3: n = 2 gives 13 frames, n = 3 gives 29 (0.97 s at 30 fps, the ABAW8 default), n = 4 61.
 """
 
 from __future__ import annotations
@@ -9,6 +18,11 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+
+def receptive_field(kernel: int, depth: int) -> int:
+    """Frames one output of a `depth`-block TCN with kernel `kernel` sees (formula above)."""
+    return 1 + 2 * (kernel - 1) * (2**depth - 1)
 
 
 class ChannelNorm(nn.LayerNorm):
@@ -70,6 +84,8 @@ class TCN(nn.Module):
             for i in range(len(channels))
         )
         self.out_dim = widths[-1]
+        self.causal = causal
+        self.receptive_field = receptive_field(kernel, len(channels))  # frames
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         y = x.transpose(1, 2)  # (B, C, T)

@@ -69,7 +69,7 @@ def test_aligned_input_can_change_between_tracks():
     backend.aligned_input = True  # a track read from a frames folder
     backend.reset()
     assert backend(frames).valid.all()
-    backend.aligned_input = False  # a track read from full video frames: the cascade decides
+    backend.aligned_input = False  # a track read from full video frames: the detector decides
     backend.reset()
     faces = backend(
         np.zeros((2, 64, 64, 3), np.uint8) + np.arange(64, dtype=np.uint8)[:, None, None]
@@ -128,3 +128,40 @@ def test_registry_and_errors():
         FaceBatch(np.zeros(2, bool), np.zeros((3, 4)), np.zeros((2, 68, 2)))
     empty = get_landmark_backend("template", aligned_input=True)(np.zeros((0, 8, 8, 3), np.uint8))
     assert len(empty) == 0
+
+
+def test_side_track_never_jumps_to_the_other_person():
+    left, right = np.array([5.0, 10, 35, 40]), np.array([60.0, 10, 90, 40])
+    # with a last box: a lone face wholly on the other side is the other person
+    assert choose_face(right[None], "left", None, last=left) is None
+    assert choose_face(left[None], "right", None, last=right) is None
+    np.testing.assert_array_equal(choose_face(left[None], "left", None, last=left), left)
+    # before the track has a box: a lone face in the other half of the frame is not taken
+    assert choose_face(right[None], "left", None, frame_w=100) is None
+    np.testing.assert_array_equal(choose_face(left[None], "left", None, frame_w=100), left)
+    np.testing.assert_array_equal(
+        choose_face(np.stack([right, left]), "left", None, frame_w=100), left
+    )
+    tracker = FaceTracker(TrackerConfig())
+    tracker.reset("left")
+    np.testing.assert_allclose(tracker.update(np.stack([left, right]), (50, 100)), left)
+    assert tracker.update(right[None], (50, 100)) is None  # only the other person found
+    assert tracker.current is None and tracker.last is not None
+    np.testing.assert_allclose(tracker.update(left[None] + 1, (50, 100)), left + 1)
+
+
+def test_fast_blank_check_agrees_with_the_reference():
+    from extract.faces.base import blank_frames, blank_frames_reference
+
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 255, (6, 30, 40, 3), dtype=np.uint8)
+    frames[1] = 0  # black fill
+    frames[2] = 77  # grey fill
+    frames[3] = 5
+    frames[3, 29, 39, 2] = 6  # constant except one value the sparse sample skips
+    frames[4] = 9
+    frames[4, 0, 0, 0] = 10  # differs on a sampled value
+    expected = blank_frames_reference(frames)
+    np.testing.assert_array_equal(expected, [False, True, True, False, False, False])
+    for stride in (1, 7, 97, 10_000):
+        np.testing.assert_array_equal(blank_frames(frames, stride), expected)

@@ -10,7 +10,15 @@ from train.models.ag_ssm import AGSSMBlock
 
 _import_all()
 
-DIMS = {"cls": 16, "patch": 8, "grid": (4, 4), "audio": 6, "n_rois": 5, "n_aus": 12}
+DIMS = {
+    "cls": 16,
+    "patch": 8,
+    "grid": (4, 4),
+    "audio": 6,
+    "local": 10,
+    "n_rois": 5,
+    "n_aus": 12,
+}
 
 # Tiny settings per registered model; a model missing here fails the coverage test.
 TINY = {
@@ -55,7 +63,8 @@ TINY = {
             "heads": 2,
             "tcn_channels": (8,),
             "local": "rois",
-            "causal": True,
+            "causal": False,
+            "cross": False,
         },
         {
             "d_model": 16,
@@ -65,6 +74,18 @@ TINY = {
             "local": "patch",
             "use_audio": False,
         },
+        {
+            "d_model": 16,
+            "windows": (2, 6),
+            "heads": 2,
+            "tcn_channels": (8, 8),
+            "local_views": 2,
+            "select": "hard",
+            "audio_crop": 0.5,
+            "freq_masks": 3,
+            "freq_width": 0.5,
+        },
+        {"d_model": 8, "windows": (3,), "heads": 2, "tcn_channels": (8,), "local": None},
     ],
 }
 
@@ -86,6 +107,7 @@ def fake_batch(b=2, t=7, grid=(4, 4), seed=0, dims=DIMS):
         "patch": q.float() * scale,  # (B, T, h, w, Dp)
         "rois": torch.cat([lo, lo + size], dim=-1),  # (B, T, R, 4)
         "audio": torch.randn(b, t, dims["audio"], generator=g),
+        "local": torch.randn(b, t, 4, dims["local"], generator=g),  # (B, T, V, Dl)
         "audio_valid": torch.rand(b, t, generator=g) > 0.2,
         "face_valid": face_valid,
         "mask": mask,
@@ -136,12 +158,35 @@ def test_padding_does_not_change_real_frames(name, kwargs):
     short = {k: v[:, :6] for k, v in batch.items()}
     padded = {k: v.clone() for k, v in batch.items()}
     padded["mask"][:, 6:] = False
-    for k in ("cls", "patch", "audio"):
+    for k in ("cls", "patch", "audio", "local"):
         padded[k][:, 6:] = torch.randn_like(padded[k][:, 6:]) * 100  # garbage in the padding
     with torch.no_grad():
         a = model(short)
         b = model(padded)[:, :6]
     torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-4)
+
+
+AUDIO_CASES = [
+    (n, kw) for n, kw in CASES if "audio" in build_model({"name": n, **kw}, DIMS).required_inputs
+]
+
+
+@pytest.mark.parametrize("name,kwargs", AUDIO_CASES)
+def test_invalid_audio_never_reaches_the_output(name, kwargs):
+    """Every system that reads audio: with audio_valid all False, garbage audio features give
+    the same outputs as other garbage (the learned no-audio vector stands in)."""
+    torch.manual_seed(0)
+    model = build_model({"name": name, **kwargs}, DIMS).eval()
+    batch = fake_batch(b=2, t=8, seed=5)
+    batch["audio_valid"][:] = False
+    other = {**batch, "audio": torch.randn_like(batch["audio"]) * 50}
+    with torch.no_grad():
+        a, b = model(batch), model(other)
+    torch.testing.assert_close(a, b)
+    batch["audio_valid"][:] = True  # and the audio does matter when it is valid
+    other["audio_valid"] = batch["audio_valid"]
+    with torch.no_grad():
+        assert (model(batch) - model(other)).abs().max() > 1e-5
 
 
 def test_guided_agssm_depends_on_audio_and_plain_does_not():
