@@ -112,7 +112,7 @@ def add_store(
     parser.add_argument("--store", default=None, metavar="STORE", help=help)
     if positional:
         parser.add_argument("store_positional", nargs="?", metavar="STORE", help=help)
-    parser.set_defaults(_store_required=required)
+    parser.set_defaults(_store_required=required, _command_parser=parser)
 
 
 def add_manifest(
@@ -187,6 +187,7 @@ def write_json(target: str | None, text: str) -> bool:
 
 
 def _settle_store(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    parser = getattr(args, "_command_parser", parser)  # errors name the sub-command
     positional = getattr(args, "store_positional", None)
     if positional is not None:
         if args.store not in (None, positional):

@@ -186,3 +186,11 @@ def test_missing_required_option_is_one_line(capsys):
     assert train.cli.main(["fit", "--manifest", "m", "--out", "o"]) == 2
     line = one_line(capsys)
     assert "--store" in line and "--help" in line
+
+
+def test_store_given_neither_way_or_twice(capsys):
+    assert extract.cli.main(["inspect"]) == 2
+    line = one_line(capsys)
+    assert line.startswith("auwild-extract inspect: error: give the store: --store STORE")
+    assert extract.cli.main(["verify", "a.zarr", "--store", "b.zarr"]) == 2
+    assert "two stores given" in one_line(capsys)
