@@ -49,6 +49,8 @@ def _aligned_image(path: str, size: int):
 
 
 def register(subparsers) -> None:
+    from extract.tiny_models import SIZES, TINY_NAMES  # names only; no torch at import
+
     p = add_command(
         subparsers,
         "tiny-models",
@@ -57,12 +59,16 @@ def register(subparsers) -> None:
     )
     add_out(p, "folder to write the model folders into")
     p.add_argument(
-        "--only", nargs="+", metavar="NAME", help="write only these models (default: all)"
+        "--only",
+        nargs="+",
+        choices=TINY_NAMES,
+        metavar="NAME",
+        help=f"write only these models: {', '.join(TINY_NAMES)} (default: all)",
     )
     p.add_argument(
         "--size",
         default="test",
-        choices=["test", "demo", "base"],
+        choices=SIZES,
         help=(
             "test: smallest; demo: finer DINOv2 patch grid (8 x 8 on 112 px crops); "
             "base: the published base models' sizes and configs (DINOv2-B/14, "
