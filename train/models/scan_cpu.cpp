@@ -69,6 +69,28 @@ void forward(const T *u, const T *delta, const T *A, const T *B, const T *C, T *
     });
 }
 
+// One reverse step over the state: g = dL/dh_t on exit (before the decay a_t is applied).
+template <typename T>
+inline void reverse_step(int64_t N, T gy, T dt, T dut, const T *__restrict__ Bt,
+                         const T *__restrict__ Ct, const T *__restrict__ at,
+                         const T *__restrict__ ht, const T *__restrict__ hprev,
+                         const T *__restrict__ Ad, T *__restrict__ dBt, T *__restrict__ dCt,
+                         T *__restrict__ g, T *__restrict__ dAd, T *g_b_out, T *g_x_out) {
+    T g_b = 0, g_x = 0;
+    for (int64_t n = 0; n < N; ++n) {
+        dCt[n] += gy * ht[n];
+        const T gn = g[n] + gy * Ct[n];
+        dBt[n] += gn * dut;
+        g_b += gn * Bt[n];
+        const T x = gn * hprev[n] * at[n];  // dL/d(dt A_n)
+        g_x += x * Ad[n];
+        dAd[n] += x * dt;
+        g[n] = gn * at[n];
+    }
+    *g_b_out = g_b;
+    *g_x_out = g_x;
+}
+
 // grad_last may be null. Outputs: du, ddelta (batch, dim, L); dA (batch, dim, state), summed
 // over batch by the caller; dB (batch, chunks, gb, L, state) and dC (batch, chunks, gc, L, state),
 // zero on entry, summed over chunks by the caller.
@@ -78,7 +100,7 @@ void backward(const T *u, const T *delta, const T *A, const T *B, const T *C, co
     const int64_t L = s.length, N = s.state;
     run_items(s.batch * s.chunks, threads, [&](int64_t item) {
         const int64_t b = item / s.chunks, k = item % s.chunks;
-        std::vector<T> decay(L * N), states(L * N), g(N);
+        std::vector<T> decay(L * N), states(L * N), g(N), zero(N, T(0));
         for (int64_t d = s.chunk_begin(k); d < s.chunk_begin(k + 1); ++d) {
             const int64_t row = (b * s.dim + d) * L;
             const int64_t grp_b = d / (s.dim / s.gb), grp_c = d / (s.dim / s.gc);
@@ -91,11 +113,11 @@ void backward(const T *u, const T *delta, const T *A, const T *B, const T *C, co
             // Recompute the forward: decays a_t and states h_t of this channel.
             for (int64_t t = 0; t < L; ++t) {
                 const T dt = delta[row + t], dut = dt * u[row + t];
-                const T *Bt = Bg + t * N, *hprev = t ? h + (t - 1) * N : nullptr;
+                const T *Bt = Bg + t * N, *hprev = t ? h + (t - 1) * N : zero.data();
                 T *at = a + t * N, *ht = h + t * N;
                 for (int64_t n = 0; n < N; ++n) {
                     at[n] = std::exp(dt * Ad[n]);
-                    ht[n] = (hprev ? at[n] * hprev[n] : T(0)) + dut * Bt[n];
+                    ht[n] = at[n] * hprev[n] + dut * Bt[n];
                 }
             }
             // Reverse: g = dL/dh_t, carried back through a_t.
@@ -105,19 +127,10 @@ void backward(const T *u, const T *delta, const T *A, const T *B, const T *C, co
             for (int64_t t = L - 1; t >= 0; --t) {
                 const T dt = delta[row + t], ut = u[row + t], gy = grad_y[row + t];
                 const T dut = dt * ut;
-                const T *Bt = Bg + t * N, *Ct = Cg + t * N, *at = a + t * N, *ht = h + t * N;
-                T *dBt = dBg + t * N, *dCt = dCg + t * N;
+                const T *ht = h + t * N, *hprev = t ? ht - N : zero.data();
                 T g_b = 0, g_x = 0;
-                for (int64_t n = 0; n < N; ++n) {
-                    dCt[n] += gy * ht[n];
-                    const T gn = gp[n] + gy * Ct[n];
-                    dBt[n] += gn * dut;
-                    g_b += gn * Bt[n];
-                    const T x = t ? gn * h[(t - 1) * N + n] * at[n] : T(0);  // dL/d(dt A_n)
-                    g_x += x * Ad[n];
-                    dAd[n] += x * dt;
-                    gp[n] = gn * at[n];
-                }
+                reverse_step(N, gy, dt, dut, Bg + t * N, Cg + t * N, a + t * N, ht, hprev, Ad,
+                             dBg + t * N, dCg + t * N, gp, dAd, &g_b, &g_x);
                 du[row + t] = g_b * dt;
                 ddelta[row + t] = g_b * ut + g_x;
             }
