@@ -29,8 +29,8 @@ Implementations, picked in `resolve_impl` (the one place that decides):
 
 Dtype rule (applied in `scan_inputs`, the one place, for every implementation): the scan runs in
 float32 with autocast off. u, delta, z, B and C are cast to float32 (float64 stays float64 for
-``ref`` and ``torch``), A, D and delta_bias are float32, all contiguous in their last dim; the
-output comes back in u's dtype. Why not cast delta down to u's bf16 instead, which would also
+``ref``, ``torch`` and ``fused``), A, D and delta_bias are float32, all contiguous in their last
+dim; the output comes back in u's dtype. Why not cast delta down to u's bf16 instead, which would also
 satisfy the kernel's check that u, delta, z (and a time-varying B, C) share one dtype? Under
 autocast on CUDA, softplus runs in float32, and delta sets the decay exp(delta * A) that is
 multiplied in at every step: rounding it to bf16 (8 significant bits, relative error up to
