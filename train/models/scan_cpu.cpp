@@ -5,7 +5,7 @@
 // Plain C entry points (loaded with ctypes by scan_fused.py), one per dtype. Layouts, all
 // contiguous: u, delta, y (batch, dim, L); A (dim, state); B (batch, gb, L, state);
 // C (batch, gc, L, state) -- time-major per group, so B_t and C_t are contiguous state vectors.
-// Work is split into items (batch b, channel chunk k of `chunks`), run on `threads` std::threads.
+// Work is split into items (batch b, channel chunk k of `chunks`), run on `threads` threads.
 // The backward recomputes each channel's decays and states into a per-thread (L, state) buffer,
 // then runs the reverse recurrence. Sums over channels (dB, dC) and over batch (dA) go to
 // per-item slots so no two threads write one place; the caller adds the slots up.
@@ -17,6 +17,9 @@
 
 namespace {
 
+// With OpenMP the items run on the OpenMP pool of the process. Linked by soname (libgomp.so.1),
+// that is the pool torch already loaded, so the kernel shares torch's threads instead of
+// competing with them while they spin-wait after a torch op.
 template <typename F>
 void run_items(int64_t n_items, int64_t threads, F &&body) {
     if (threads > n_items) threads = n_items;
@@ -24,6 +27,10 @@ void run_items(int64_t n_items, int64_t threads, F &&body) {
         for (int64_t i = 0; i < n_items; ++i) body(i);
         return;
     }
+#ifdef _OPENMP
+#pragma omp parallel for num_threads(threads) schedule(static, 1)
+    for (int64_t i = 0; i < n_items; ++i) body(i);
+#else
     std::vector<std::thread> pool;
     pool.reserve(threads);
     for (int64_t w = 0; w < threads; ++w) {
@@ -32,6 +39,7 @@ void run_items(int64_t n_items, int64_t threads, F &&body) {
         });
     }
     for (auto &th : pool) th.join();
+#endif
 }
 
 struct Dims {

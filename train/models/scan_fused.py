@@ -38,8 +38,9 @@ SOURCE = Path(__file__).with_name("scan_cpu.cpp")
 ABI_VERSION = 1
 # Compile with fast math (vectorised exp from glibc's libmvec) but link without it: with
 # -shared, gcc before 13 would link crtfastmath.o, which flushes denormals for the whole process.
-COMPILE_FLAGS = ["-O3", "-march=native", "-ffast-math", "-fPIC", "-std=c++17"]
-LINK_FLAGS = ["-shared", "-pthread"]
+# -fopenmp: the kernel runs on the OpenMP pool torch already loaded (see scan_cpu.cpp).
+COMPILE_FLAGS = ["-O3", "-march=native", "-ffast-math", "-fPIC", "-std=c++17", "-fopenmp"]
+LINK_FLAGS = ["-shared", "-pthread", "-fopenmp"]
 BUILD_TIMEOUT_S = 120
 
 
