@@ -232,3 +232,12 @@ def test_build_dir_changes_with_the_source(monkeypatch, tmp_path):
     changed.write_text(scan_fused.SOURCE.read_text() + "\n// changed\n")
     monkeypatch.setattr(scan_fused, "SOURCE", changed)
     assert scan_fused.build_dir(str(tmp_path)) != first
+
+
+@needs_kernel
+def test_loading_the_kernel_keeps_denormals():
+    """The kernel is compiled with fast math but linked without it, so loading it does not
+    switch the process to flushing denormals to zero."""
+    scan_fused.library()
+    tiny = torch.tensor([1e-40], dtype=torch.float32)  # a float32 denormal
+    assert (tiny * 1.0).item() != 0.0
