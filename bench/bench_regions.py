@@ -39,6 +39,8 @@ from pathlib import Path
 
 import numpy as np
 
+from data_manifest.shared_files import write_text_atomic
+
 ROOT = Path(__file__).resolve().parent.parent
 
 # (file name in the work folder, where it comes from, licence)
@@ -46,32 +48,32 @@ PHOTOS: tuple[tuple[str, str, str], ...] = (
     (
         "astronaut.png",
         "scikit-image `skimage/data/astronaut.png` (Eileen Collins, NASA)",
-        "public domain (NASA)",
+        "public domain (scikit-image's docstring: no known copyright restrictions)",
     ),
     (
         "grace_hopper.jpg",
         "matplotlib `mpl-data/sample_data/grace_hopper.jpg` (Grace Hopper, US Navy)",
-        "public domain (US Navy)",
+        "US Navy photo, public domain as a US government work (matplotlib states no licence)",
     ),
     (
         "obama.jpg",
         "face_recognition 1.3.0 sdist `tests/test_images/obama.jpg`",
-        "US government portrait, public domain; package MIT",
+        "no licence stated for the image (package MIT); used at run time only",
     ),
     (
         "obama2.jpg",
         "face_recognition 1.3.0 sdist `tests/test_images/obama2.jpg`",
-        "US government photo, public domain; package MIT",
+        "no licence stated for the image (package MIT); used at run time only",
     ),
     (
         "obama3.jpg",
         "face_recognition 1.3.0 sdist `tests/test_images/obama3.jpg`",
-        "US government photo, public domain; package MIT",
+        "no licence stated for the image (package MIT); used at run time only",
     ),
     (
         "biden.jpg",
         "face_recognition 1.3.0 sdist `tests/test_images/biden.jpg`",
-        "US government portrait, public domain; package MIT",
+        "no licence stated for the image (package MIT); used at run time only",
     ),
     (
         "Tom_Hanks_54745.png",
@@ -84,10 +86,15 @@ PHOTOS: tuple[tuple[str, str, str], ...] = (
         "no licence stated for the image (package MIT); used at run time only",
     ),
 )
+# The only photos whose crops go into the committed figure: their packages or origin make them free.
+FIGURE_PHOTOS = ("astronaut.png#0", "grace_hopper.jpg#0")
+# Photos that already are aligned crops (another aligner's geometry): scored as given as well.
+ALIGNED_AS_GIVEN = ("Tom_Hanks_54745.png",)
 SDISTS = {
     "face_recognition==1.3.0": "face_recognition-1.3.0/tests/test_images/",
     "insightface==0.7.3": "insightface-0.7.3/insightface/data/images/",
 }
+KEPT = "## What the default is, and why"  # from this heading on, results file is kept by hand
 RESULTS = ROOT / "bench" / "results" / "regions.md"
 FIGURE = ROOT / "docs" / "regions_template_vs_detected.png"
 
@@ -125,6 +132,22 @@ def gather_photos(folder: Path) -> list[Path]:
     if missing:
         print(f"photos not found, left out: {sorted(missing)}")
     return found
+
+
+def sample_frames(folders: list[str], limit: int) -> list[Path]:
+    """Up to `limit` frames per folder, evenly spaced over its sorted images."""
+    from data_manifest.cli_support import UserError
+
+    picked: list[Path] = []
+    for folder in folders:
+        images = sorted(
+            p for p in Path(folder).glob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png")
+        )
+        if not images:
+            raise UserError(f"no .jpg/.png frames in {folder}")
+        idx = np.unique(np.linspace(0, len(images) - 1, min(limit, len(images))).round())
+        picked += [images[int(i)] for i in idx]
+    return picked
 
 
 # -- landmarks (runs in the MediaPipe venv: numpy < 2, no project dependency beyond numpy/cv2) ----
@@ -167,7 +190,7 @@ def _photo_faces(image: np.ndarray, mesh, cascade) -> list[np.ndarray]:
     return faces
 
 
-def detect_main(photos: list[str], crop: int, out: str) -> None:
+def detect_main(photos: list[str], as_given: list[str], crop: int, out: str) -> None:
     """Photos -> aligned crops and their landmarks, saved as one .npz for the scoring side."""
     import cv2
     import mediapipe as mp
@@ -183,6 +206,7 @@ def detect_main(photos: list[str], crop: int, out: str) -> None:
     )
     backend = MediaPipeMeshLandmarks(aligned_input=True)  # what `--landmarks mediapipe` runs
     names, crops, mapped, detected, photo_iod = [], [], [], [], []
+    given, given_names = [], []
     for path in photos:
         bgr = cv2.imread(path, cv2.IMREAD_COLOR)
         if bgr is None:
@@ -201,6 +225,18 @@ def detect_main(photos: list[str], crop: int, out: str) -> None:
             mapped.append(map_points(lm[None], affine)[0])
             detected.append(batch.landmarks[0] if batch.valid[0] else np.full((68, 2), np.nan))
             photo_iod.append(np.linalg.norm(lm[42:48].mean(0) - lm[36:42].mean(0)))
+    for path in as_given:  # crops made by another aligner, scored as they are
+        bgr = cv2.imread(path, cv2.IMREAD_COLOR)
+        if bgr is None or bgr.shape[0] != bgr.shape[1]:
+            print(f"{path}: unreadable or not a square crop, left out")
+            continue
+        backend.reset()
+        batch = backend(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)[None])
+        if not batch.valid[0]:
+            print(f"{path}: no face found on the crop, left out")
+            continue
+        given.append(batch.landmarks[0] / bgr.shape[0] * crop)
+        given_names.append(os.path.relpath(path, os.path.dirname(os.path.dirname(path))))
     np.savez(
         out,
         names=np.array(names),
@@ -208,6 +244,8 @@ def detect_main(photos: list[str], crop: int, out: str) -> None:
         mapped=np.array(mapped, np.float32).reshape(-1, 68, 2),
         detected=np.array(detected, np.float32).reshape(-1, 68, 2),
         photo_iod=np.array(photo_iod, np.float32),
+        given=np.array(given, np.float32).reshape(-1, 68, 2),
+        given_names=np.array(given_names),
         mediapipe=np.array(mp.__version__),
     )
 
@@ -230,47 +268,69 @@ def score(landmarks: np.ndarray, crop: int) -> tuple[np.ndarray, np.ndarray]:
     return region_iou(template_boxes(), boxes), boxes
 
 
-def draw_figure(data: dict, boxes: np.ndarray, iou: np.ndarray, out: Path, n_show: int) -> None:
-    """Crops with the template's boxes (white) and the detected ones (colour), one panel each."""
+def region_iou_template(boxes: np.ndarray) -> np.ndarray:
+    """(R,) IoU of one face's boxes (R, 4) with the template's."""
+    from bench.region_iou import region_iou
+
+    return region_iou(template_boxes(), boxes[None])[0]
+
+
+def refit_iou(landmarks: np.ndarray, crop: int) -> np.ndarray:
+    """(n, R) IoU of each face's boxes with those of the other faces' mean landmarks."""
+    from bench.region_iou import box_iou
+    from extract.regions import region_boxes
+
+    n = len(landmarks)
+    own = region_boxes(landmarks, crop)  # (n, R, 4)
+    others = (landmarks.sum(axis=0, keepdims=True) - landmarks) / max(n - 1, 1)  # (n, 68, 2)
+    return box_iou(region_boxes(others, crop), own)
+
+
+def _panel(crop: np.ndarray, boxes: np.ndarray, landmarks_unit: np.ndarray, label: str):
+    """One crop (RGB) at 320 px: template boxes white, these boxes (R, 4) in colour, landmarks."""
     import cv2
 
-    from extract.regions import N_REGIONS, REGIONS
+    from extract.regions import N_REGIONS
 
     side = 320
+    img = cv2.resize(crop, (side, side), interpolation=cv2.INTER_CUBIC)
     template = template_boxes() * side
-    order = np.argsort(np.nanmean(iou, axis=1))  # worst first, then spread over the range
-    pick = order[np.linspace(0, len(order) - 1, min(n_show, len(order))).round().astype(int)]
-    colours = [
-        tuple(
-            int(c)
-            for c in cv2.cvtColor(
-                np.uint8([[[int(179 * i / N_REGIONS), 230, 255]]]), cv2.COLOR_HSV2RGB
-            )[0, 0]
-        )
-        for i in range(N_REGIONS)
-    ]
-    panels = []
-    for i in pick:
-        img = cv2.resize(data["crops"][i], (side, side), interpolation=cv2.INTER_CUBIC)
-        for r in range(N_REGIONS):
-            x0, y0, x1, y1 = np.round(template[r]).astype(int)
-            cv2.rectangle(img, (x0, y0), (x1, y1), (255, 255, 255), 1, cv2.LINE_AA)
-            x0, y0, x1, y1 = np.round(boxes[i, r] * side).astype(int)
-            cv2.rectangle(img, (x0, y0), (x1, y1), colours[r], 2, cv2.LINE_AA)
-        for x, y in data["detected"][i] * side / data["crops"].shape[1]:
-            cv2.circle(img, (round(x), round(y)), 2, (255, 255, 0), -1, cv2.LINE_AA)
-        label = f"{data['names'][i]}  mean IoU {np.nanmean(iou[i]):.2f}"
-        cv2.putText(img, label, (4, side - 8), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 3)
-        cv2.putText(img, label, (4, side - 8), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1)
-        panels.append(img)
+    for r in range(N_REGIONS):
+        x0, y0, x1, y1 = np.round(template[r]).astype(int)
+        cv2.rectangle(img, (x0, y0), (x1, y1), (255, 255, 255), 1, cv2.LINE_AA)
+        x0, y0, x1, y1 = np.round(boxes[r] * side).astype(int)
+        cv2.rectangle(img, (x0, y0), (x1, y1), _colours()[r], 2, cv2.LINE_AA)
+    for x, y in landmarks_unit * side:
+        cv2.circle(img, (round(x), round(y)), 2, (255, 255, 0), -1, cv2.LINE_AA)
+    cv2.putText(img, label, (4, side - 8), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 3)
+    cv2.putText(img, label, (4, side - 8), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1)
+    return img
+
+
+def _colours() -> list[tuple[int, int, int]]:
+    import cv2
+
+    from extract.regions import N_REGIONS
+
+    hsv = np.uint8([[[int(179 * i / N_REGIONS), 230, 255] for i in range(N_REGIONS)]])
+    return [tuple(int(c) for c in rgb) for rgb in cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)[0]]
+
+
+def draw_figure(panels: list[np.ndarray], out: Path) -> None:
+    """Panels three to a row, with a legend of the region colours."""
+    import cv2
+
+    from extract.regions import REGIONS
+
+    panels = list(panels)
     while len(panels) % 3:
         panels.append(np.zeros_like(panels[0]))
     rows = [np.concatenate(panels[k : k + 3], axis=1) for k in range(0, len(panels), 3)]
     grid = np.concatenate(rows, axis=0)
-    legend = np.full((26 * ((N_REGIONS + 3) // 4), grid.shape[1], 3), 255, np.uint8)
+    legend = np.full((26 * ((len(REGIONS) + 3) // 4), grid.shape[1], 3), 255, np.uint8)
     for r, name in enumerate(REGIONS):
         x, y = 8 + (r % 4) * (grid.shape[1] // 4), 18 + (r // 4) * 26
-        cv2.rectangle(legend, (x, y - 10), (x + 18, y), colours[r], -1)
+        cv2.rectangle(legend, (x, y - 10), (x + 18, y), _colours()[r], -1)
         cv2.putText(legend, name, (x + 24, y), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1)
     out.parent.mkdir(parents=True, exist_ok=True)
     if not cv2.imwrite(str(out), cv2.cvtColor(np.concatenate([grid, legend]), cv2.COLOR_RGB2BGR)):
@@ -285,6 +345,7 @@ def write_report(data: dict, crop: int, command: str, figure: Path, out: Path) -
     iou_det[~det_ok] = np.nan
     iou_map, _ = score(data["mapped"], crop)
     tmpl = template_boxes()  # (R, 4)
+    iou_refit = refit_iou(data["detected"][det_ok], crop)  # (n_ok, R)
     centre_shift = (boxes_det[..., :2] + boxes_det[..., 2:]) / 2 - (tmpl[:, :2] + tmpl[:, 2:]) / 2
     size_ratio = (boxes_det[..., 2:] - boxes_det[..., :2]) / (tmpl[:, 2:] - tmpl[:, :2])
     ok = det_ok
@@ -298,10 +359,13 @@ def write_report(data: dict, crop: int, command: str, figure: Path, out: Path) -
         "(the mean shape filling the crop, what `--landmarks template` gives every aligned frame). "
         "Centre shift: detected box centre minus template box centre, in % of the crop (x right, "
         "y down); size: detected / template width and height. `mapped`: the same IoU with the "
-        "full-photo landmarks mapped into the crop instead of a second detection on the crop.",
+        "full-photo landmarks mapped into the crop instead of a second detection on the crop. "
+        "`re-fit`: the IoU a constant template would reach if it were the mean of the other "
+        "faces' detected landmarks (leave one out): what re-fitting the template could gain; "
+        "the rest is identity and expression, which only per-frame landmarks follow.",
         "",
-        "| region | mean IoU | min | median | mapped mean IoU | centre shift x, y % | size w, h |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| region | mean IoU | min | median | mapped | re-fit | centre shift x, y % | size w, h |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r, name in enumerate(REGIONS):
         v = iou_det[ok, r]
@@ -309,12 +373,14 @@ def write_report(data: dict, crop: int, command: str, figure: Path, out: Path) -
         sw, sh = np.mean(size_ratio[ok, r], axis=0)
         lines.append(
             f"| {name} | {v.mean():.2f} | {v.min():.2f} | {np.median(v):.2f} | "
-            f"{np.nanmean(iou_map[:, r]):.2f} | {dx:+.1f}, {dy:+.1f} | {sw:.2f}, {sh:.2f} |"
+            f"{np.nanmean(iou_map[:, r]):.2f} | {np.nanmean(iou_refit[:, r]):.2f} | "
+            f"{dx:+.1f}, {dy:+.1f} | {sw:.2f}, {sh:.2f} |"
         )
     per_face = np.nanmean(iou_det[ok], axis=1)
     lines += [
         f"| **all regions** | **{np.nanmean(iou_det[ok]):.2f}** | {np.nanmin(iou_det[ok]):.2f} | "
-        f"{np.nanmedian(iou_det[ok]):.2f} | {np.nanmean(iou_map):.2f} | | |",
+        f"{np.nanmedian(iou_det[ok]):.2f} | {np.nanmean(iou_map):.2f} | "
+        f"{np.nanmean(iou_refit):.2f} | | |",
         "",
         f"Regions with mean IoU below 0.6: {int((np.nanmean(iou_det[ok], axis=0) < 0.6).sum())} "
         f"of {len(REGIONS)}; per-face mean IoU from {per_face.min():.2f} to {per_face.max():.2f}.",
@@ -329,15 +395,57 @@ def write_report(data: dict, crop: int, command: str, figure: Path, out: Path) -
         lines.append(
             f"| {name} | {det} | {np.nanmean(iou_map[i]):.2f} | {data['photo_iod'][i]:.0f} |"
         )
+    if len(data["given"]):
+        iou_given, boxes_given = score(data["given"], crop)  # (g, R), (g, R, 4)
+        shift = (boxes_given[..., :2] + boxes_given[..., 2:]) / 2 - (tmpl[:, :2] + tmpl[:, 2:]) / 2
+        lines += [
+            "",
+            f"Aligned crops made by another aligner, scored as they are ({len(iou_given)}: "
+            + ", ".join(f"`{n}`" for n in data["given_names"][:5])
+            + (" ..." if len(iou_given) > 5 else "")
+            + "): the template holds only if that aligner's geometry is the mean shape's.",
+            "",
+            "| region | mean IoU as given | centre shift x, y % |",
+            "|---|---:|---:|",
+        ]
+        for r, name in enumerate(REGIONS):
+            dx, dy = shift[:, r].mean(axis=0) * 100
+            lines.append(f"| {name} | {np.nanmean(iou_given[:, r]):.2f} | {dx:+.1f}, {dy:+.1f} |")
+        lines.append(f"| **all regions** | **{np.nanmean(iou_given):.2f}** | |")
     lines += [
+        "",
+        "Figure: template boxes white, boxes from the detected landmarks (yellow dots) in colour; "
+        "the last panel draws the boxes of the mean detected shape on the drawn mean face.",
         "",
         f"![template (white) vs detected (colour) regions]({os.path.relpath(figure, out.parent)})",
         "",
-        "Photos (fetched or copied at run time, not in the repository):",
+        "Photos (fetched or copied at run time, not in the repository; only the first two are drawn "
+        "in the figure, the others have no stated licence):",
         "",
     ]
     lines += [f"- `{name}`: {src}; {lic}" for name, src, lic in PHOTOS]
-    draw_figure(data, boxes_det, iou_det, figure, n_show=6)
+    # Figure: the public-domain crops, then the boxes of the mean detected shape on the drawn mean
+    # face (the systematic part of the difference). Other photos are scored, never drawn.
+    from extract.regions import mean_face_image, region_boxes_unit
+
+    panels = [
+        _panel(
+            data["crops"][i],
+            boxes_det[i],
+            data["detected"][i] / crop,
+            f"{data['names'][i]}  mean IoU {np.nanmean(iou_det[i]):.2f}",
+        )
+        for i in range(len(ok))
+        if ok[i] and data["names"][i] in FIGURE_PHOTOS
+    ]
+    mean_lm = data["detected"][ok].mean(axis=0) / crop  # (68, 2) unit
+    mean_boxes = region_boxes_unit(mean_lm[None])[0]
+    mean_iou = np.nanmean(region_iou_template(mean_boxes))
+    face, _ = mean_face_image(crop)
+    panels.append(
+        _panel(face, mean_boxes, mean_lm, f"mean of {int(ok.sum())} faces  IoU {mean_iou:.2f}")
+    )
+    draw_figure(panels, figure)
     return "\n".join(lines) + "\n"
 
 
@@ -347,6 +455,7 @@ def main(argv: list[str] | None = None) -> int:
     det = sub.add_parser("detect", help="(MediaPipe venv) photos -> aligned crops + landmarks .npz")
     det.add_argument("--crop", type=int, default=112)
     det.add_argument("--out", required=True)
+    det.add_argument("--as-given", nargs="*", default=[], help="aligned crops to score as they are")
     det.add_argument("photos", nargs="+")
     parser.add_argument(
         "--mp-python", default="/tmp/mpenv/bin/python", help="MediaPipe venv python"
@@ -354,9 +463,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--crop", type=int, default=112, help="aligned crop side (Aff-Wild2: 112)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--figure", type=Path, default=FIGURE)
+    parser.add_argument(
+        "--aligned-frames",
+        nargs="*",
+        default=[],
+        metavar="DIR",
+        help="folders of aligned crops (e.g. Aff-Wild2 cropped_aligned/VIDEO) to score as they are",
+    )
+    parser.add_argument("--limit", type=int, default=50, help="frames per --aligned-frames folder")
     args = parser.parse_args(argv)
     if args.mode == "detect":
-        detect_main(args.photos, args.crop, args.out)
+        detect_main(args.photos, args.as_given, args.crop, args.out)
         return 0
     if not os.path.isfile(args.mp_python):
         print(
@@ -367,11 +484,17 @@ def main(argv: list[str] | None = None) -> int:
     start = time.time()
     with tempfile.TemporaryDirectory() as tmp:
         photos = gather_photos(Path(tmp) / "photos")
+        as_given = [p for p in photos if p.name in ALIGNED_AS_GIVEN]
+        as_given += sample_frames(args.aligned_frames, args.limit)
         npz = Path(tmp) / "landmarks.npz"
         env = dict(os.environ, PYTHONPATH=str(ROOT))
         cmd = [args.mp_python, "-m", "bench.bench_regions", "detect", "--crop", str(args.crop)]
         subprocess.run(
-            cmd + ["--out", str(npz)] + [str(p) for p in photos],
+            cmd
+            + ["--out", str(npz), "--as-given"]
+            + [str(p) for p in as_given]
+            + ["--"]
+            + [str(p) for p in photos],
             check=True,
             env=env,
             cwd=ROOT,
@@ -382,9 +505,13 @@ def main(argv: list[str] | None = None) -> int:
     command = "python -m bench.bench_regions --mp-python /tmp/mpenv/bin/python"
     if args.crop != 112:
         command += f" --crop {args.crop}"
+    if args.aligned_frames:
+        command += f" --aligned-frames {' '.join(args.aligned_frames)} --limit {args.limit}"
     text = write_report(data, args.crop, command, args.figure, args.out)
+    if args.out.is_file() and KEPT in (old := args.out.read_text()):
+        text += "\n" + old[old.index(KEPT) :]  # the hand-written conclusions stay
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text)
+    write_text_atomic(args.out, text)
     print(text)
     print(f"wrote {args.out} and {args.figure} in {time.time() - start:.0f} s")
     return 0
