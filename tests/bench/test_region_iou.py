@@ -68,3 +68,36 @@ def test_shapes_are_checked():
         region_iou(np.zeros((N_REGIONS, 4)), np.zeros((N_REGIONS, 4)))
     with pytest.raises(ValueError, match="do not match"):
         region_iou(np.zeros((3, 4)), np.zeros((2, N_REGIONS, 4)))
+
+
+def test_refit_is_exact_for_identical_faces_and_report_scores_a_synthetic_run(tmp_path):
+    from bench.bench_regions import refit_iou, write_report
+
+    crop = 112
+    base = MEAN_SHAPE_68 * crop  # (68, 2) crop pixels
+    same = np.stack([base, base, base])
+    np.testing.assert_allclose(refit_iou(same, crop), 1.0, atol=1e-5)
+
+    shifted = base + np.array([0.0, 3.0], np.float32)  # 3 px down: every region moves
+    data = {
+        "names": np.array(["astronaut.png#0", "other.jpg#0", "lost.jpg#0"]),
+        "crops": np.full((3, crop, crop, 3), 128, np.uint8),
+        "mapped": np.stack([base, shifted, base]),
+        "detected": np.stack([base, shifted, np.full((68, 2), np.nan, np.float32)]),
+        "photo_iod": np.array([40.0, 50.0, 60.0], np.float32),
+        "given": shifted[None],
+        "given_names": np.array(["vid/00001.jpg"]),
+        "mediapipe": np.array("test"),
+    }
+    out = tmp_path / "regions.md"
+    figure = tmp_path / "fig.png"
+    text = write_report(data, crop, "cmd", figure, out)
+    assert figure.stat().st_size > 0
+    assert "2 of 3 faces" in text and "no face on crop" in text
+    iou_shifted = region_iou(
+        region_boxes_unit(MEAN_SHAPE_68[None])[0], region_boxes_unit(shifted[None] / crop)
+    )
+    expected = np.mean(np.concatenate([np.ones(N_REGIONS), iou_shifted[0]]))
+    assert f"| **all regions** | **{expected:.2f}** |" in text
+    assert f"| other.jpg#0 | {iou_shifted.mean():.2f} |" in text
+    assert "| astronaut.png#0 | 1.00 |" in text
