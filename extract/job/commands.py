@@ -25,7 +25,7 @@ def _add_job_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--visual",
         default="",
-        help="visual encoders, name=HUB_ID_OR_FOLDER[,...]: dinov2, convnext",
+        help="visual encoders, name=HUB_ID_OR_FOLDER[,...]: dinov2, convnext; classical takes none",
     )
     p.add_argument(
         "--audio",
@@ -80,7 +80,7 @@ def _config(args: argparse.Namespace) -> ExtractConfig:
         raise UserError("nothing to extract: give --visual and/or --audio")
     layers = tuple(int(x) for x in args.audio_layers.split(",")) if args.audio_layers else None
     return ExtractConfig(
-        visual={k: str(v) for k, v in visual.items()},
+        visual=visual,  # None: an encoder without a model source (classical)
         audio=audio,
         landmarks=args.landmarks,
         device=args.device,

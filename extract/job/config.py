@@ -9,7 +9,7 @@ from data_manifest.cli_support import UserError
 
 @dataclass
 class ExtractConfig:
-    visual: dict[str, str] = field(default_factory=dict)  # encoder -> hub id or local folder
+    visual: dict[str, str | None] = field(default_factory=dict)  # encoder -> source or None
     audio: dict[str, str | None] = field(default_factory=dict)  # encoder -> source (None: logmel)
     landmarks: str = "template"  # landmark backend: fan | mediapipe | template
     device: str = "auto"  # torch device for landmarks and encoders; resolved by extract.device

@@ -16,6 +16,7 @@ import os
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
+from data_manifest.cli_support import UserError
 from extract.job.config import ExtractConfig
 from extract.store.schema import AUDIO_VALID_GROUP, FACE_GROUP, audio_group, visual_group
 
@@ -85,9 +86,24 @@ def face_fields(cfg: ExtractConfig) -> dict[str, Any]:
 
 
 def visual_fields(cfg: ExtractConfig, name: str, face: dict[str, Any]) -> dict[str, Any]:
+    from extract.encoders import (
+        VISUAL_WITHOUT_SOURCE,
+        known_visual_encoders,
+        visual_definition_fields,
+    )
+
+    source = cfg.visual[name]
+    if name not in known_visual_encoders():
+        raise UserError(f"unknown visual encoder {name!r}; known: {known_visual_encoders()}")
+    if name in VISUAL_WITHOUT_SOURCE:  # defined by its code alone (numpy on the CPU)
+        if source:
+            raise UserError(f"visual encoder {name!r} takes no model source; write {name}")
+        return {**visual_definition_fields(name), "face": face}
+    if not source:
+        raise UserError(f"visual encoder {name!r} needs a model: write {name}=HUB_ID_OR_FOLDER")
     return {
         "encoder": name,
-        **model_identity(cfg.visual[name]),
+        **model_identity(source),
         "layer": cfg.visual_layer if cfg.visual_layer is not None else "last",
         "compute": device_kind(cfg.device),
         "face": face,

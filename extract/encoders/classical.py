@@ -1,0 +1,157 @@
+"""Classical AU features, as OpenFace computes them: HOG appearance and landmark geometry.
+
+A visual representation that is not a foundation model, so an ablation can measure what the
+foundation model adds. Per frame with a face, from the aligned crop, its 16 AU regions and its
+68 aligned landmarks:
+
+- "cls"      (D,) = (4464,): FHOG (fhog.py) of the grey crop resized to 112x112, 8x8 cells:
+             12 x 12 interior cells x 31, flattened row-major (y, x, feature). OpenFace uses
+             the same descriptor on the same crop size; FHOG gives 31 numbers per cell where
+             Dalal-Triggs HOG gives 36 per block, for the same orientations and normalisations.
+- "regions"  (R, D_r) = (16, 124): FHOG of each AU region (extract/regions.py order),
+             resampled from the crop to 32x32 pixels: 2 x 2 interior cells x 31.
+- "geometry" (G,) = (157,): landmark_geometry.py (normalised shape, then 21 named measures).
+
+It runs on the CPU with numpy (no model source, no device); `needs` asks the job for the
+batch's region boxes and crop landmarks, both in [0, 1] crop coordinates.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from extract.encoders.base import register_visual_encoder
+from extract.encoders.fhog import IMPLS, fhog_shape, select_fhog
+from extract.encoders.landmark_geometry import N_GEOMETRY, landmark_geometry
+
+HOG_VERSION = "fhog-luma-hard-v1"  # bump when fhog.py's numbers change
+GEOMETRY_VERSION = "geometry-v1"  # bump when landmark_geometry.py's numbers change
+FACE_SIZE = 112  # OpenFace's aligned crop side for HOG
+CELL = 8
+REGION_SIZE = 32
+_LUMA = np.array([0.299, 0.587, 0.114], np.float32)
+
+
+def definition_fields() -> dict[str, Any]:
+    """What defines the numbers (the group fingerprint): the code alone, no model."""
+    return {
+        "encoder": "classical",
+        "hog": HOG_VERSION,
+        "face_size": FACE_SIZE,
+        "cell": CELL,
+        "region_size": REGION_SIZE,
+        "geometry": GEOMETRY_VERSION,
+    }
+
+
+def grey(crops: np.ndarray) -> np.ndarray:
+    """uint8 RGB (n, S, S, 3) -> luma float32 (n, S, S) in [0, 1]."""
+    return (crops.astype(np.float32) @ _LUMA) / 255.0
+
+
+def resize_faces(images: np.ndarray, size: int) -> np.ndarray:
+    """Grey (n, S, S) -> (n, size, size); area averaging when shrinking, bilinear when growing."""
+    import cv2
+
+    if images.shape[1:] == (size, size):
+        return images
+    mode = cv2.INTER_AREA if images.shape[1] > size else cv2.INTER_LINEAR
+    return np.stack([cv2.resize(img, (size, size), interpolation=mode) for img in images])
+
+
+def sample_regions(images: np.ndarray, rois: np.ndarray, size: int) -> np.ndarray:
+    """Bilinear resampling of boxes (n, R, 4) [0, 1] of grey (n, S, S) -> (n, R, size, size)."""
+    n, height, width = images.shape
+    rois = np.asarray(rois, np.float64)  # (n, R, 4) x0, y0, x1, y1
+    steps = (np.arange(size) + 0.5) / size  # (P,) sample centres in [0, 1] of the box
+    xs = (rois[..., 0:1] + steps * (rois[..., 2:3] - rois[..., 0:1])) * width - 0.5  # (n, R, P)
+    ys = (rois[..., 1:2] + steps * (rois[..., 3:4] - rois[..., 1:2])) * height - 0.5  # (n, R, P)
+    xs = np.clip(xs, 0, width - 1)
+    ys = np.clip(ys, 0, height - 1)
+    x0 = np.minimum(np.floor(xs).astype(np.int64), width - 2)  # (n, R, P)
+    y0 = np.minimum(np.floor(ys).astype(np.int64), height - 2)
+    fx = (xs - x0)[:, :, None, :]  # (n, R, 1, P)
+    fy = (ys - y0)[:, :, :, None]  # (n, R, P, 1)
+    b = np.arange(n)[:, None, None, None]  # (n, 1, 1, 1)
+    r0, r1 = y0[:, :, :, None], y0[:, :, :, None] + 1  # (n, R, P, 1)
+    c0, c1 = x0[:, :, None, :], x0[:, :, None, :] + 1  # (n, R, 1, P)
+    top = images[b, r0, c0] * (1 - fx) + images[b, r0, c1] * fx  # (n, R, P, P)
+    bottom = images[b, r1, c0] * (1 - fx) + images[b, r1, c1] * fx  # (n, R, P, P)
+    return (top * (1 - fy) + bottom * fy).astype(np.float32)
+
+
+class ClassicalEncoder:
+    """HOG of the face and of its AU regions, and landmark geometry; numpy on the CPU."""
+
+    name = "classical"
+    needs = ("rois", "landmarks")  # asked of the job, passed to `encode` as keyword arguments
+
+    def __init__(self, *, impl: str = "numpy", n_regions: int | None = None) -> None:
+        from extract.regions import N_REGIONS
+
+        if impl not in IMPLS:
+            raise ValueError(f"impl must be one of {IMPLS}, got {impl!r}")
+        self.impl = impl
+        self._fhog = select_fhog(impl)
+        self.n_regions = int(n_regions or N_REGIONS)
+        self.source = None
+
+    @property
+    def outputs(self) -> dict[str, tuple[int, ...]]:
+        """Per-frame output shapes: {"cls": (4464,), "regions": (16, 124), "geometry": (157,)}."""
+        face = int(np.prod(fhog_shape(FACE_SIZE, FACE_SIZE, CELL)))
+        region = int(np.prod(fhog_shape(REGION_SIZE, REGION_SIZE, CELL)))
+        return {"cls": (face,), "regions": (self.n_regions, region), "geometry": (N_GEOMETRY,)}
+
+    def fingerprint_fields(self) -> dict[str, Any]:
+        return definition_fields()
+
+    def encode(
+        self, crops: np.ndarray, *, rois: np.ndarray | None = None, landmarks=None
+    ) -> dict[str, np.ndarray]:
+        """Crops uint8 (n, S, S, 3), rois (n, R, 4) and landmarks (n, 68, 2) in [0, 1] crop
+        coordinates -> {"cls": (n, 4464), "regions": (n, R, 124), "geometry": (n, 157)}."""
+        crops = np.asarray(crops)
+        if crops.ndim != 4 or crops.shape[-1] != 3 or crops.dtype != np.uint8:
+            raise ValueError(f"crops must be uint8 (n, H, W, 3), got {crops.dtype} {crops.shape}")
+        if rois is None or landmarks is None:
+            raise ValueError("the classical encoder needs the batch's rois and landmarks")
+        rois = np.asarray(rois, np.float32)
+        landmarks = np.asarray(landmarks, np.float32)
+        n = len(crops)
+        if rois.shape != (n, self.n_regions, 4) or landmarks.shape != (n, 68, 2):
+            raise ValueError(
+                f"rois (n, {self.n_regions}, 4) and landmarks (n, 68, 2) expected for n={n}, "
+                f"got {rois.shape} and {landmarks.shape}"
+            )
+        if n == 0:
+            return {k: np.zeros((0, *s), np.float32) for k, s in self.outputs.items()}
+        images = grey(crops)  # (n, S, S)
+        face = self._fhog(resize_faces(images, FACE_SIZE), CELL)  # (n, 12, 12, 31)
+        patches = sample_regions(images, rois, REGION_SIZE)  # (n, R, 32, 32)
+        flat = patches.reshape(n * self.n_regions, REGION_SIZE, REGION_SIZE)
+        regions = self._fhog(flat, CELL).reshape(n, self.n_regions, -1)  # (n, R, 124)
+        return {
+            "cls": face.reshape(n, -1).astype(np.float32),
+            "regions": regions.astype(np.float32),
+            "geometry": landmark_geometry(landmarks),  # (n, 157)
+        }
+
+
+@register_visual_encoder("classical")
+def load_classical(
+    source: str | None = None,
+    *,
+    device: str = "cpu",
+    layer: int | None = None,
+    impl: str = "numpy",
+) -> ClassicalEncoder:
+    """The classical encoder; it has no model, so `source` must be empty. It runs on the CPU
+    whatever `device` says, and `layer` (a model setting the job hands every visual encoder,
+    for the model-backed ones) does not apply to it."""
+    del device, layer
+    if source:
+        raise ValueError(f"the classical encoder takes no model source, got {source!r}")
+    return ClassicalEncoder(impl=impl)

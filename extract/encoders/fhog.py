@@ -1,0 +1,161 @@
+"""Felzenszwalb HOG (FHOG, the "UoCTTI" variant): 31 numbers per cell, as OpenFace uses.
+
+OpenFace describes a face by dlib's FHOG of a 112x112 aligned crop with 8x8 cells. FHOG folds
+the four block normalisations of Dalal-Triggs HOG into one 31-dim cell descriptor (18
+contrast-sensitive orientations, 9 contrast-insensitive ones, 4 gradient energies) instead of
+36 numbers per block, so it is smaller for the same information: 12 x 12 x 31 = 4464 numbers
+for a 112 crop. Our definition, held by both implementations below:
+
+- the image is grey (luma) float in [0, 1]; gradients are central differences, zero on the
+  one-pixel border;
+- each pixel votes its gradient magnitude into one of 18 orientations (the best of 9 unit
+  directions by |dot|, plus 9 when the dot is negative) of the one cell it lies in (no
+  spatial interpolation; pixels past the last whole cell are dropped);
+- a cell's energy is the sum over 9 orientations of (h[o] + h[o + 9])^2; each interior cell
+  is normalised by the four 2x2 cell blocks it belongs to, values clipped at 0.2;
+- per interior cell: 18 sensitive + 9 insensitive features (half the sum over the four
+  normalisations) and 4 texture features (0.2357 x the sum of the 18 clipped values under each
+  normalisation). Border cells only normalise, so an (h, w)-cell image gives (h-2, w-2, 31).
+
+`fhog` is the vectorised numpy path; `fhog_reference` the plain per-pixel, per-cell loop it
+must agree with. `select_fhog` picks one in one place.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import numpy as np
+
+N_FEATURES = 31  # 18 sensitive + 9 insensitive + 4 texture
+N_ORIENT = 9
+CLIP = 0.2
+TEXTURE_GAIN = 0.2357
+EPS = 1e-4
+IMPLS = ("numpy", "reference")
+
+_ANGLES = np.arange(N_ORIENT) * math.pi / N_ORIENT
+_UX = np.cos(_ANGLES)  # (9,)
+_UY = np.sin(_ANGLES)  # (9,)
+
+
+def fhog_shape(height: int, width: int, cell: int) -> tuple[int, int, int]:
+    """Output shape (h - 2, w - 2, 31) of an image of height x width pixels."""
+    h, w = height // cell, width // cell
+    if h < 3 or w < 3:
+        raise ValueError(f"FHOG needs at least 3x3 cells of {cell} px, got {height}x{width} px")
+    return h - 2, w - 2, N_FEATURES
+
+
+# ---- vectorised -------------------------------------------------------------------------------
+def _gradients(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Central differences (n, H, W) -> dx, dy (n, H, W), zero on the one-pixel border."""
+    dx = np.zeros_like(images)
+    dy = np.zeros_like(images)
+    dx[:, 1:-1, 1:-1] = images[:, 1:-1, 2:] - images[:, 1:-1, :-2]
+    dy[:, 1:-1, 1:-1] = images[:, 2:, 1:-1] - images[:, :-2, 1:-1]
+    return dx, dy
+
+
+def _cell_histograms(images: np.ndarray, cell: int) -> np.ndarray:
+    """Grey images (n, H, W) float64 -> orientation histograms (n, h, w, 18)."""
+    n, height, width = images.shape
+    h, w = height // cell, width // cell
+    dx, dy = _gradients(images)
+    dx, dy = dx[:, : h * cell, : w * cell], dy[:, : h * cell, : w * cell]  # (n, hc, wc)
+    mag = np.sqrt(dx * dx + dy * dy)  # (n, hc, wc)
+    dots = dx[..., None] * _UX + dy[..., None] * _UY  # (n, hc, wc, 9)
+    best = np.abs(dots).argmax(axis=-1)  # (n, hc, wc)
+    negative = np.take_along_axis(dots, best[..., None], axis=-1)[..., 0] < 0
+    orient = best + N_ORIENT * negative  # (n, hc, wc) in 0..17
+    cy = np.arange(h * cell) // cell  # (hc,)
+    cx = np.arange(w * cell) // cell  # (wc,)
+    index = ((np.arange(n)[:, None, None] * h + cy[None, :, None]) * w + cx[None, None, :]) * (
+        2 * N_ORIENT
+    ) + orient  # (n, hc, wc)
+    hist = np.bincount(index.ravel(), weights=mag.ravel(), minlength=n * h * w * 2 * N_ORIENT)
+    return hist.reshape(n, h, w, 2 * N_ORIENT)
+
+
+def _normalise(hist: np.ndarray) -> np.ndarray:
+    """Histograms (n, h, w, 18) -> FHOG (n, h - 2, w - 2, 31)."""
+    energy = ((hist[..., :N_ORIENT] + hist[..., N_ORIENT:]) ** 2).sum(-1)  # (n, h, w)
+    block = energy[:, :-1, :-1] + energy[:, :-1, 1:] + energy[:, 1:, :-1] + energy[:, 1:, 1:]
+    inv = 1.0 / np.sqrt(block + EPS)  # (n, h - 1, w - 1): block with top-left cell (y, x)
+    # the four blocks around interior cell (y, x): top-left corners (y,x) (y-1,x) (y,x-1) (y-1,x-1)
+    norms = np.stack(
+        [inv[:, 1:, 1:], inv[:, :-1, 1:], inv[:, 1:, :-1], inv[:, :-1, :-1]], axis=-1
+    )  # (n, h - 2, w - 2, 4)
+    inner = hist[:, 1:-1, 1:-1]  # (n, h - 2, w - 2, 18)
+    sens = np.minimum(inner[..., :, None] * norms[..., None, :], CLIP)  # (n, h-2, w-2, 18, 4)
+    folded = inner[..., :N_ORIENT] + inner[..., N_ORIENT:]  # (n, h - 2, w - 2, 9)
+    insens = np.minimum(folded[..., :, None] * norms[..., None, :], CLIP)  # (n, h-2, w-2, 9, 4)
+    return np.concatenate(
+        [0.5 * sens.sum(-1), 0.5 * insens.sum(-1), TEXTURE_GAIN * sens.sum(-2)], axis=-1
+    )  # (n, h - 2, w - 2, 31)
+
+
+def fhog(images: np.ndarray, cell: int = 8) -> np.ndarray:
+    """Grey images (n, H, W) in [0, 1] -> FHOG float32 (n, H//cell - 2, W//cell - 2, 31)."""
+    images = np.asarray(images, np.float64)
+    if images.ndim != 3:
+        raise ValueError(f"images must be (n, H, W), got {images.shape}")
+    fhog_shape(images.shape[1], images.shape[2], cell)
+    if len(images) == 0:
+        return np.zeros((0, *fhog_shape(images.shape[1], images.shape[2], cell)), np.float32)
+    return _normalise(_cell_histograms(images, cell)).astype(np.float32)
+
+
+# ---- plain reference ---------------------------------------------------------------------------
+def fhog_reference(images: np.ndarray, cell: int = 8) -> np.ndarray:
+    """The same FHOG, one pixel and one cell at a time (slow; the definition in plain code)."""
+    images = np.asarray(images, np.float64)
+    out_h, out_w, _ = fhog_shape(images.shape[1], images.shape[2], cell)
+    h, w = out_h + 2, out_w + 2
+    out = np.zeros((len(images), out_h, out_w, N_FEATURES), np.float32)
+    for i, img in enumerate(images):
+        hist = [[[0.0] * 18 for _ in range(w)] for _ in range(h)]
+        for y in range(1, min(h * cell, img.shape[0] - 1)):
+            for x in range(1, min(w * cell, img.shape[1] - 1)):
+                gx = float(img[y, x + 1]) - float(img[y, x - 1])
+                gy = float(img[y + 1, x]) - float(img[y - 1, x])
+                best, best_dot = 0, 0.0
+                for k in range(N_ORIENT):
+                    dot = gx * float(_UX[k]) + gy * float(_UY[k])
+                    if abs(dot) > abs(best_dot) or k == 0:
+                        best, best_dot = k, dot
+                orient = best + N_ORIENT if best_dot < 0 else best
+                hist[y // cell][x // cell][orient] += math.sqrt(gx * gx + gy * gy)
+        energy = [
+            [sum((hist[cy][cx][o] + hist[cy][cx][o + 9]) ** 2 for o in range(9)) for cx in range(w)]
+            for cy in range(h)
+        ]
+        for cy in range(1, h - 1):
+            for cx in range(1, w - 1):
+                norms = []
+                for by, bx in ((cy, cx), (cy - 1, cx), (cy, cx - 1), (cy - 1, cx - 1)):
+                    total = energy[by][bx] + energy[by][bx + 1]
+                    total += energy[by + 1][bx] + energy[by + 1][bx + 1]
+                    norms.append(1.0 / math.sqrt(total + EPS))
+                cellhist = hist[cy][cx]
+                feat = []
+                texture = [0.0] * 4
+                for o in range(18):
+                    parts = [min(cellhist[o] * nb, CLIP) for nb in norms]
+                    feat.append(0.5 * sum(parts))
+                    for j in range(4):
+                        texture[j] += parts[j]
+                for o in range(9):
+                    value = cellhist[o] + cellhist[o + 9]
+                    feat.append(0.5 * sum(min(value * nb, CLIP) for nb in norms))
+                feat.extend(TEXTURE_GAIN * t for t in texture)
+                out[i, cy - 1, cx - 1] = feat
+    return out
+
+
+def select_fhog(impl: str) -> Callable[..., np.ndarray]:
+    """ "numpy" (default) or "reference" (the plain loop, a real fallback and the test oracle)."""
+    if impl not in IMPLS:
+        raise ValueError(f"FHOG implementation must be one of {IMPLS}, got {impl!r}")
+    return fhog if impl == "numpy" else fhog_reference
