@@ -31,7 +31,7 @@ GEOMETRY_VERSION = "geometry-v1"  # bump when landmark_geometry.py's numbers cha
 FACE_SIZE = 112  # OpenFace's aligned crop side for HOG
 CELL = 8
 REGION_SIZE = 32
-_LUMA = np.array([0.299, 0.587, 0.114], np.float32)
+_LUMA = (0.299, 0.587, 0.114)  # ITU-R BT.601, as OpenCV and PIL
 
 
 def definition_fields() -> dict[str, Any]:
@@ -48,7 +48,8 @@ def definition_fields() -> dict[str, Any]:
 
 def grey(crops: np.ndarray) -> np.ndarray:
     """uint8 RGB (n, S, S, 3) -> luma float32 (n, S, S) in [0, 1]."""
-    return (crops.astype(np.float32) @ _LUMA) / 255.0
+    rgb = crops.astype(np.float32)
+    return (rgb[..., 0] * _LUMA[0] + rgb[..., 1] * _LUMA[1] + rgb[..., 2] * _LUMA[2]) / 255.0
 
 
 def resize_faces(images: np.ndarray, size: int) -> np.ndarray:

@@ -8,9 +8,12 @@ for a 112 crop. Our definition, held by both implementations below:
 
 - the image is grey (luma) float in [0, 1]; gradients are central differences, zero on the
   one-pixel border;
-- each pixel votes its gradient magnitude into one of 18 orientations (the best of 9 unit
-  directions by |dot|, plus 9 when the dot is negative) of the one cell it lies in (no
-  spatial interpolation; pixels past the last whole cell are dropped);
+- each pixel votes its gradient magnitude into one of 18 orientations, in the one cell it
+  lies in (no spatial interpolation; pixels past the last whole cell are dropped): FHOG's
+  "best of 9 axes (every 20 degrees) by |dot|, plus 9 when the dot is negative", with the
+  axis found by rounding the angle folded into [0, 180) degrees. An angle exactly between two
+  axes (90 degrees: a horizontal edge) goes to the lower axis whichever way the gradient
+  points, so the contrast-insensitive bins do not depend on the edge's polarity;
 - a cell's energy is the sum over 9 orientations of (h[o] + h[o + 9])^2; each interior cell
   is normalised by the four 2x2 cell blocks it belongs to, values clipped at 0.2;
 - per interior cell: 18 sensitive + 9 insensitive features (half the sum over the four
@@ -35,9 +38,9 @@ TEXTURE_GAIN = 0.2357
 EPS = 1e-4
 IMPLS = ("numpy", "reference")
 
-_ANGLES = np.arange(N_ORIENT) * math.pi / N_ORIENT
-_UX = np.cos(_ANGLES)  # (9,)
-_UY = np.sin(_ANGLES)  # (9,)
+_PER_RADIAN = N_ORIENT / math.pi  # orientation bins per radian
+_UX = np.cos(np.arange(N_ORIENT) * math.pi / N_ORIENT)  # (9,) the 9 axes, every 20 degrees
+_UY = np.sin(np.arange(N_ORIENT) * math.pi / N_ORIENT)  # (9,)
 
 
 def fhog_shape(height: int, width: int, cell: int) -> tuple[int, int, int]:
@@ -65,10 +68,10 @@ def _cell_histograms(images: np.ndarray, cell: int) -> np.ndarray:
     dx, dy = _gradients(images)
     dx, dy = dx[:, : h * cell, : w * cell], dy[:, : h * cell, : w * cell]  # (n, hc, wc)
     mag = np.sqrt(dx * dx + dy * dy)  # (n, hc, wc)
-    dots = dx[..., None] * _UX + dy[..., None] * _UY  # (n, hc, wc, 9)
-    best = np.abs(dots).argmax(axis=-1)  # (n, hc, wc)
-    negative = np.take_along_axis(dots, best[..., None], axis=-1)[..., 0] < 0
-    orient = best + N_ORIENT * negative  # (n, hc, wc) in 0..17
+    folded = np.mod(np.arctan2(dy, dx), math.pi)  # (n, hc, wc) in [0, pi)
+    axis = np.rint(folded * _PER_RADIAN).astype(np.int64) % N_ORIENT  # (n, hc, wc) in 0..8
+    against = dx * _UX[axis] + dy * _UY[axis] < 0  # the gradient points away from that axis
+    orient = axis + N_ORIENT * against  # (n, hc, wc) in 0..17
     cy = np.arange(h * cell) // cell  # (hc,)
     cx = np.arange(w * cell) // cell  # (wc,)
     index = ((np.arange(n)[:, None, None] * h + cy[None, :, None]) * w + cx[None, None, :]) * (
@@ -120,12 +123,9 @@ def fhog_reference(images: np.ndarray, cell: int = 8) -> np.ndarray:
             for x in range(1, min(w * cell, img.shape[1] - 1)):
                 gx = float(img[y, x + 1]) - float(img[y, x - 1])
                 gy = float(img[y + 1, x]) - float(img[y - 1, x])
-                best, best_dot = 0, 0.0
-                for k in range(N_ORIENT):
-                    dot = gx * float(_UX[k]) + gy * float(_UY[k])
-                    if abs(dot) > abs(best_dot) or k == 0:
-                        best, best_dot = k, dot
-                orient = best + N_ORIENT if best_dot < 0 else best
+                axis = round((math.atan2(gy, gx) % math.pi) * _PER_RADIAN) % N_ORIENT
+                against = gx * float(_UX[axis]) + gy * float(_UY[axis]) < 0
+                orient = axis + N_ORIENT if against else axis
                 hist[y // cell][x // cell][orient] += math.sqrt(gx * gx + gy * gy)
         energy = [
             [sum((hist[cy][cx][o] + hist[cy][cx][o + 9]) ** 2 for o in range(9)) for cx in range(w)]

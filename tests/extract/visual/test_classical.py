@@ -3,6 +3,8 @@ extraction through `auwild-extract run --visual classical` into a real store."""
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -41,6 +43,17 @@ def test_fhog_of_a_face_crop_has_openface_size_and_sees_edge_direction():
     assert (at_edge[:, 0] > 0).all() and (at_edge[:, 1:9] == 0).all()  # sensitive bin 0 only
     assert (at_edge[:, 18] > 0).all() and (at_edge[:, 19:27] == 0).all()  # insensitive bin 0
     assert not cells[:, 0].any()  # the flat cells far from the edge
+
+
+def test_fhog_insensitive_bins_ignore_edge_polarity():
+    """A horizontal edge (the brows, lids and lips are mostly horizontal) dark-over-light and
+    light-over-dark: the same contrast-insensitive features, opposite sensitive bins."""
+    img = np.zeros((1, 48, 48))
+    img[:, 24:, :] = 1.0  # gradient points down (90 degrees)
+    down, up = fhog(img)[0], fhog(1.0 - img)[0]  # (4, 4, 31)
+    np.testing.assert_array_equal(down[..., 18:], up[..., 18:])
+    assert down[2, :, 4].min() > 0 and up[2, :, 13].min() > 0  # 80 and 260 degrees
+    np.testing.assert_array_equal(fhog_reference(1.0 - img), fhog(1.0 - img))
 
 
 # ---- geometry -----------------------------------------------------------------------------------
@@ -211,7 +224,9 @@ def test_extract_run_writes_classical_arrays_into_a_store(synthetic_manifest, tm
     # a second run finds nothing to do, with the same fingerprint
     capsys.readouterr()
     assert extract_main(_run_args(synthetic_manifest, store)) == 0
-    assert "tracks done" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert re.search(rf"tracks skipped\s+{len(reader.tracks())}\n", out), out
+    assert re.search(r"tracks done\s+0\n", out), out
     assert StoreReader(str(store)).require_groups(["visual/classical"]) == {
         "visual/classical": fingerprints["visual/classical"]
     }
