@@ -12,6 +12,7 @@ loaded encoder's own fields) is recorded per track when it is written (see stage
 from __future__ import annotations
 
 import json
+import logging
 import os
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
@@ -24,6 +25,7 @@ FACE_SHAPE_VERSION = "mean68-v1"
 AUDIO_POOL_RULE = "overlap-mean-v1"
 SAMPLE_RATE = 16000
 _BACKEND_PACKAGES = {"fan": "face-alignment", "mediapipe": "mediapipe"}
+log = logging.getLogger("auwild.extract")
 
 
 def device_kind(device: str) -> str:
@@ -98,6 +100,12 @@ def visual_fields(cfg: ExtractConfig, name: str, face: dict[str, Any]) -> dict[s
     if name in VISUAL_WITHOUT_SOURCE:  # defined by its code alone (numpy on the CPU)
         if source:
             raise UserError(f"visual encoder {name!r} takes no model source; write {name}")
+        if cfg.landmarks == "template":
+            log.warning(
+                "%s: with --landmarks template every face has the mean shape, so its landmark "
+                "geometry is the same on every frame; use fan or mediapipe for it to vary",
+                name,
+            )
         return {**visual_definition_fields(name), "face": face}
     if not source:
         raise UserError(f"visual encoder {name!r} needs a model: write {name}=HUB_ID_OR_FOLDER")

@@ -192,7 +192,9 @@ def _run_args(manifest, store, visual="classical"):
     ]
 
 
-def test_extract_run_writes_classical_arrays_into_a_store(synthetic_manifest, tmp_path, capsys):
+def test_extract_run_writes_classical_arrays_into_a_store(
+    synthetic_manifest, tmp_path, capsys, caplog
+):
     from extract.align import map_points
     from extract.cli import main as extract_main
     from extract.encoders.classical import definition_fields
@@ -200,6 +202,7 @@ def test_extract_run_writes_classical_arrays_into_a_store(synthetic_manifest, tm
 
     store = tmp_path / "classical.zarr"
     assert extract_main(_run_args(synthetic_manifest, store)) == 0
+    assert "geometry is the same on every frame" in caplog.text
     reader = StoreReader(str(store))
     assert reader.tracks()
     fingerprints = reader.require_groups(["visual/classical/cls", "face/valid"])
