@@ -161,6 +161,47 @@ def test_registry_loads_it_without_a_model_and_refuses_one():
         load_visual_encoder("classical", "facebook/dinov2-base")
 
 
+def test_job_hands_the_encoder_the_landmarks_and_regions_of_the_frames_with_a_face():
+    from extract.job.stages import encode_visual
+
+    lm = _face_landmarks(5, seed=7)
+    lm[3] *= 1.2  # frame 3 has a face of its own
+    batch = {
+        "crops": np.full((5, 56, 56, 3), 100, np.uint8),
+        "valid": np.array([True, False, True, True, False]),
+        "rois": region_boxes_unit(lm),
+        "crop_landmarks": lm.astype(np.float32),
+    }
+    out = encode_visual(ClassicalEncoder(), batch["crops"], batch["valid"], batch)
+    assert out["geometry"].shape == (5, 157) and out["geometry"].dtype == np.float16
+    np.testing.assert_allclose(
+        out["geometry"][[0, 2, 3]], landmark_geometry(lm[[0, 2, 3]]), atol=3e-3
+    )
+    assert not out["geometry"][[1, 4]].any() and not out["cls"].any()  # flat crops: no HOG
+
+
+def test_out_of_memory_retry_splits_the_encoders_inputs_with_the_crops():
+    from extract.job.stages import encode_with_oom_retry
+
+    class OutOfMemoryError(RuntimeError):  # the name torch.cuda raises
+        pass
+
+    seen = []
+
+    def encode(crops, *, landmarks):
+        seen.append(len(crops))
+        if len(crops) > 3:
+            raise OutOfMemoryError("CUDA out of memory")
+        assert len(landmarks) == len(crops)
+        return {"cls": crops[:, 0, 0, :1] + landmarks[:, 0, :1]}
+
+    crops = np.arange(10, dtype=np.float32).reshape(10, 1, 1, 1)
+    landmarks = np.arange(10, dtype=np.float32).reshape(10, 1, 1) * 100
+    out = encode_with_oom_retry(encode, crops, {"landmarks": landmarks})
+    np.testing.assert_array_equal(out["cls"][:, 0], np.arange(10) * 101)
+    assert seen[0] == 10 and 3 in seen
+
+
 # ---- through the job into a store ---------------------------------------------------------------
 @pytest.fixture(scope="module")
 def synthetic_manifest(tmp_path_factory):
