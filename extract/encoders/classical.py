@@ -1,15 +1,17 @@
-"""Classical AU features, as OpenFace computes them: HOG appearance and landmark geometry.
+"""Classical AU features after OpenFace: HOG appearance and landmark geometry.
 
 A visual representation that is not a foundation model, so an ablation can measure what the
 foundation model adds. Per frame with a face, from the aligned crop, its 16 AU regions and its
 68 aligned landmarks:
 
 - "cls"      (D,) = (4464,): FHOG (fhog.py) of the grey crop resized to 112x112, 8x8 cells:
-             12 x 12 interior cells x 31, flattened row-major (y, x, feature). OpenFace uses
-             the same descriptor on the same crop size; FHOG gives 31 numbers per cell where
-             Dalal-Triggs HOG gives 36 per block, for the same orientations and normalisations.
+             12 x 12 interior cells x 31, flattened row-major (y, x, feature). The descriptor
+             and crop size OpenFace uses (with the two simplifications fhog.py names); FHOG
+             gives 31 numbers per cell where Dalal-Triggs HOG gives 36 per block.
 - "regions"  (R, D_r) = (16, 124): FHOG of each AU region (extract/regions.py order),
-             resampled from the crop to 32x32 pixels: 2 x 2 interior cells x 31.
+             resampled (bilinear) from the crop to 32x32 pixels: 2 x 2 interior cells x 31.
+             At the default 224 crop a region spans about 15-40 px, so 32 px keeps roughly its
+             own resolution and still gives a little layout (2 x 2 cells) inside it.
 - "geometry" (G,) = (157,): landmark_geometry.py (normalised shape, then 21 named measures).
 
 It runs on the CPU with numpy (no model source, no device); `needs` asks the job for the

@@ -3,8 +3,12 @@
 OpenFace describes a face by dlib's FHOG of a 112x112 aligned crop with 8x8 cells. FHOG folds
 the four block normalisations of Dalal-Triggs HOG into one 31-dim cell descriptor (18
 contrast-sensitive orientations, 9 contrast-insensitive ones, 4 gradient energies) instead of
-36 numbers per block, so it is smaller for the same information: 12 x 12 x 31 = 4464 numbers
-for a 112 crop. Our definition, held by both implementations below:
+36 numbers per block (Felzenszwalb et al., PAMI 2010, found it does as well), and adds the
+polarity of an edge, which tells a raised brow from a lowered one: 12 x 12 x 31 = 4464 numbers
+for a 112 crop. Two simplifications against dlib's FHOG, for speed and a plain reference: the
+grey image instead of the colour channel with the strongest gradient, and each pixel voting
+into its own cell instead of bilinearly into four. Our definition, held by both
+implementations below:
 
 - the image is grey (luma) float in [0, 1]; gradients are central differences, zero on the
   one-pixel border;

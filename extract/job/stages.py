@@ -309,7 +309,10 @@ def encode_visual(
     needs = getattr(enc, "needs", ())
     unknown = [k for k in needs if k not in VISUAL_INPUTS or batch is None]
     if unknown:
-        raise ValueError(f"encoder {enc.name!r} asks for {unknown}; the job hands {VISUAL_INPUTS}")
+        name = getattr(enc, "name", type(enc).__name__)
+        raise ValueError(
+            f"encoder {name!r} asks for {unknown}; the job hands {list(VISUAL_INPUTS)}"
+        )
     if len(idx):
         inputs = {k: batch[VISUAL_INPUTS[k]][idx] for k in needs}  # type: ignore[index]
         values = encode_with_oom_retry(enc.encode, crops[idx], inputs)
