@@ -10,8 +10,9 @@ foundation model adds. Per frame with a face, from the aligned crop, its 16 AU r
              gives 31 numbers per cell where Dalal-Triggs HOG gives 36 per block.
 - "regions"  (R, D_r) = (16, 124): FHOG of each AU region (extract/regions.py order),
              resampled (bilinear) from the crop to 32x32 pixels: 2 x 2 interior cells x 31.
-             At the default 224 crop a region spans about 15-40 px, so 32 px keeps roughly its
-             own resolution and still gives a little layout (2 x 2 cells) inside it.
+             At the default 224 crop most regions span 25-60 px (the mouth and jaw more), so
+             32 px is at or a little under their own resolution (as 112 is for the face) and
+             still gives a little layout (2 x 2 cells) inside each.
 - "geometry" (G,) = (157,): landmark_geometry.py (normalised shape, then 21 named measures).
 
 It runs on the CPU with numpy (no model source, no device); `needs` asks the job for the
