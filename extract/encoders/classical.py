@@ -66,24 +66,28 @@ def resize_faces(images: np.ndarray, size: int) -> np.ndarray:
 
 
 def sample_regions(images: np.ndarray, rois: np.ndarray, size: int) -> np.ndarray:
-    """Bilinear resampling of boxes (n, R, 4) [0, 1] of grey (n, S, S) -> (n, R, size, size)."""
+    """Boxes (n, R, 4) [0, 1] of grey (n, S, S) -> (n, R, size, size).
+
+    Each box is widened to whole pixels and resized like the face: area averaging when it
+    shrinks (the jaw and mouth boxes are 2-4x the patch at a 224 crop; point sampling would
+    alias their edges), bilinear when it grows.
+    """
+    import cv2
+
     n, height, width = images.shape
     rois = np.asarray(rois, np.float64)  # (n, R, 4) x0, y0, x1, y1
-    steps = (np.arange(size) + 0.5) / size  # (P,) sample centres in [0, 1] of the box
-    xs = (rois[..., 0:1] + steps * (rois[..., 2:3] - rois[..., 0:1])) * width - 0.5  # (n, R, P)
-    ys = (rois[..., 1:2] + steps * (rois[..., 3:4] - rois[..., 1:2])) * height - 0.5  # (n, R, P)
-    xs = np.clip(xs, 0, width - 1)
-    ys = np.clip(ys, 0, height - 1)
-    x0 = np.minimum(np.floor(xs).astype(np.int64), width - 2)  # (n, R, P)
-    y0 = np.minimum(np.floor(ys).astype(np.int64), height - 2)
-    fx = (xs - x0)[:, :, None, :]  # (n, R, 1, P)
-    fy = (ys - y0)[:, :, :, None]  # (n, R, P, 1)
-    b = np.arange(n)[:, None, None, None]  # (n, 1, 1, 1)
-    r0, r1 = y0[:, :, :, None], y0[:, :, :, None] + 1  # (n, R, P, 1)
-    c0, c1 = x0[:, :, None, :], x0[:, :, None, :] + 1  # (n, R, 1, P)
-    top = images[b, r0, c0] * (1 - fx) + images[b, r0, c1] * fx  # (n, R, P, P)
-    bottom = images[b, r1, c0] * (1 - fx) + images[b, r1, c1] * fx  # (n, R, P, P)
-    return (top * (1 - fy) + bottom * fy).astype(np.float32)
+    x0 = np.clip(np.floor(rois[..., 0] * width), 0, width - 2).astype(np.int64)  # (n, R)
+    y0 = np.clip(np.floor(rois[..., 1] * height), 0, height - 2).astype(np.int64)
+    x1 = np.maximum(np.clip(np.ceil(rois[..., 2] * width), 0, width).astype(np.int64), x0 + 2)
+    y1 = np.maximum(np.clip(np.ceil(rois[..., 3] * height), 0, height).astype(np.int64), y0 + 2)
+    out = np.empty((n, rois.shape[1], size, size), np.float32)  # (n, R, P, P)
+    for i in range(n):
+        for r in range(rois.shape[1]):
+            box = images[i, y0[i, r] : y1[i, r], x0[i, r] : x1[i, r]]  # (h, w)
+            shrink = box.shape[0] >= size and box.shape[1] >= size
+            mode = cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
+            out[i, r] = cv2.resize(box, (size, size), interpolation=mode)
+    return out
 
 
 class ClassicalEncoder:

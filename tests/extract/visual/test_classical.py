@@ -122,9 +122,11 @@ def test_region_hog_sees_an_edge_only_in_the_region_that_holds_it():
 
 def test_region_sampling_reads_the_box():
     img = np.tile(np.arange(64, dtype=np.float32), (1, 64, 1))  # value = x
-    patch = sample_regions(img, np.array([[[0.25, 0.0, 0.75, 1.0]]]), 32)  # (1, 1, 32, 32)
-    # sample centres x = 16 + (j + 0.5) - 0.5 = 16 + j pixels
-    np.testing.assert_allclose(patch[0, 0, 0], 16 + np.arange(32), atol=1e-4)
+    boxes = np.array([[[0.25, 0.0, 0.75, 1.0], [0.0, 0.0, 1.0, 0.5]]])  # (1, 2, 4)
+    patch = sample_regions(img, boxes, 32)  # (1, 2, 32, 32)
+    np.testing.assert_allclose(patch[0, 0, 0], 16 + np.arange(32), atol=1e-4)  # pixels 16-47
+    np.testing.assert_allclose(patch[0, 1, 5], 2 * np.arange(32) + 0.5, atol=1e-4)  # 2:1 means
+    assert patch.dtype == np.float32
 
 
 # ---- the encoder --------------------------------------------------------------------------------
