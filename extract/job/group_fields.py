@@ -26,6 +26,7 @@ AUDIO_POOL_RULE = "overlap-mean-v1"
 SAMPLE_RATE = 16000
 _BACKEND_PACKAGES = {"fan": "face-alignment", "mediapipe": "mediapipe"}
 log = logging.getLogger("auwild.extract")
+_warned_constant_geometry: set[str] = set()
 
 
 def device_kind(device: str) -> str:
@@ -100,7 +101,8 @@ def visual_fields(cfg: ExtractConfig, name: str, face: dict[str, Any]) -> dict[s
     if name in VISUAL_WITHOUT_SOURCE:  # defined by its code alone (numpy on the CPU)
         if source:
             raise UserError(f"visual encoder {name!r} takes no model source; write {name}")
-        if cfg.landmarks == "template":
+        if cfg.landmarks == "template" and name not in _warned_constant_geometry:
+            _warned_constant_geometry.add(name)  # once per process, not per planning pass
             log.warning(
                 "%s: with --landmarks template every face has the mean shape, so its landmark "
                 "geometry is the same on every frame; use fan or mediapipe for it to vary",

@@ -236,13 +236,15 @@ def _run_args(manifest, store, visual="classical"):
 
 
 def test_extract_run_writes_classical_arrays_into_a_store(
-    synthetic_manifest, tmp_path, capsys, caplog
+    synthetic_manifest, tmp_path, capsys, caplog, monkeypatch
 ):
+    import extract.job.group_fields as group_fields
     from extract.align import map_points
     from extract.cli import main as extract_main
     from extract.encoders.classical import definition_fields
     from extract.store import StoreReader
 
+    monkeypatch.setattr(group_fields, "_warned_constant_geometry", set())
     store = tmp_path / "classical.zarr"
     assert extract_main(_run_args(synthetic_manifest, store)) == 0
     assert "geometry is the same on every frame" in caplog.text
