@@ -104,7 +104,6 @@ class ClassicalEncoder:
         self.impl = impl
         self._fhog = select_fhog(impl)
         self.n_regions = int(n_regions or N_REGIONS)
-        self.source = None
 
     @property
     def outputs(self) -> dict[str, tuple[int, ...]]:

@@ -101,7 +101,8 @@ def visual_fields(cfg: ExtractConfig, name: str, face: dict[str, Any]) -> dict[s
     if name in VISUAL_WITHOUT_SOURCE:  # defined by its code alone (numpy on the CPU)
         if source:
             raise UserError(f"visual encoder {name!r} takes no model source; write {name}")
-        if cfg.landmarks == "template" and name not in _warned_constant_geometry:
+        template = cfg.landmarks.split(":")[0] == "template"  # "template" or "template:<det>"
+        if template and name not in _warned_constant_geometry:
             _warned_constant_geometry.add(name)  # once per process, not per planning pass
             log.warning(
                 "%s: with --landmarks template every face has the mean shape, so its landmark "
