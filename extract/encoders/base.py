@@ -14,7 +14,13 @@ VISUAL_ENCODERS: dict[str, Callable[..., Any]] = {}
 AUDIO_ENCODERS: dict[str, Callable[..., Any]] = {}
 
 # encoder name -> module that registers it
-_VISUAL_MODULES = {"dinov2": "extract.encoders.dinov2", "convnext": "extract.encoders.convnext"}
+_VISUAL_MODULES = {
+    "dinov2": "extract.encoders.dinov2",
+    "convnext": "extract.encoders.convnext",
+    "classical": "extract.encoders.classical",
+}
+# defined by their code alone (no model source); their module has `definition_fields()`
+VISUAL_WITHOUT_SOURCE = frozenset({"classical"})
 _AUDIO_MODULES = {
     "wavlm": "extract.encoders.wavlm",
     "whisper": "extract.encoders.whisper",
@@ -46,14 +52,20 @@ def _resolve(kind: str, registry: dict, modules: dict[str, str], what: str) -> C
     return registry[kind]
 
 
-def load_visual_encoder(kind: str, source: str, **kwargs: Any) -> Any:
-    """Load visual encoder `kind` ("dinov2", "convnext") from a hub id or a local folder."""
+def load_visual_encoder(kind: str, source: str | None, **kwargs: Any) -> Any:
+    """Load visual encoder `kind` ("dinov2", "convnext") from a hub id or a local folder;
+    "classical" takes no model source."""
     return _resolve(kind, VISUAL_ENCODERS, _VISUAL_MODULES, "visual")(source, **kwargs)
 
 
 def load_audio_encoder(kind: str, source: str | None, **kwargs: Any) -> Any:
     """Load audio encoder `kind` ("wavlm", "whisper", "logmel"); logmel takes no model source."""
     return _resolve(kind, AUDIO_ENCODERS, _AUDIO_MODULES, "audio")(source, **kwargs)
+
+
+def visual_definition_fields(kind: str) -> dict[str, Any]:
+    """Fingerprint fields of a visual encoder without a model source, without building it."""
+    return importlib.import_module(_VISUAL_MODULES[kind]).definition_fields()
 
 
 def known_visual_encoders() -> list[str]:

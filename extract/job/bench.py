@@ -146,7 +146,8 @@ def _staged_pass(row: dict[str, Any], cfg: ExtractConfig, models: _Models, use_f
         t1 = time.perf_counter()
         affine = crop_affine(faces.landmarks, cfg.crop_size)  # (n, 2, 3)
         crops = warp_crops(frames, affine, cfg.crop_size)  # (n, S, S, 3)
-        rois = region_boxes(map_points(faces.landmarks, affine), cfg.crop_size)  # (n, R, 4)
+        crop_lm = map_points(faces.landmarks, affine)  # (n, 68, 2)
+        rois = region_boxes(crop_lm, cfg.crop_size)  # (n, R, 4)
         stages["warp"] += time.perf_counter() - t1
         batches.append(
             {
@@ -156,6 +157,7 @@ def _staged_pass(row: dict[str, Any], cfg: ExtractConfig, models: _Models, use_f
                 "align": affine.astype(np.float32),
                 "rois": rois.astype(np.float32),
                 "crops": crops,
+                "crop_landmarks": (crop_lm / cfg.crop_size).astype(np.float32),
             }
         )
         start += n
@@ -177,11 +179,12 @@ def _encode_all(
     """Encoder-only pass: visual encoders on the crops with a face, audio encoders on decoded audio."""
     from extract.audio_align import pool_to_frames
     from extract.audio_decode import load_audio
+    from extract.job.stages import encode_visual
     from extract.job.timeline import frame_ends
 
     outputs: dict[str, np.ndarray] = {}
     for enc in models.visual.values():  # warm-up outside the clock, at the batch's shape
-        enc.encode(batches[0]["crops"][: cfg.batch_size])
+        encode_visual(enc, batches[0]["crops"], batches[0]["valid"], batches[0])
     n = sum(len(b["valid"]) for b in batches)
     best = float("inf")
     for _ in range(repeats):
@@ -189,12 +192,11 @@ def _encode_all(
         for name, enc in models.visual.items():
             arrays = {k: np.zeros((n, *s), np.float16) for k, s in enc.outputs.items()}
             start = 0
-            for b in batches:
-                idx = np.flatnonzero(b["valid"])
-                if len(idx):
-                    for key, values in enc.encode(b["crops"][idx]).items():
-                        arrays[key][start + idx] = values.astype(np.float16)
-                start += len(b["valid"])
+            for b in batches:  # as the job encodes: frames with a face, and what enc needs
+                stop = start + len(b["valid"])
+                for key, values in encode_visual(enc, b["crops"], b["valid"], b).items():
+                    arrays[key][start:stop] = values
+                start = stop
             for key, values in arrays.items():
                 outputs[f"visual/{name}/{key}"] = values
         best = min(best, time.perf_counter() - t0)

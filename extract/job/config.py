@@ -60,11 +60,16 @@ def _token_kinds() -> list[str]:
     return list(TOKEN_KINDS)
 
 
-SOURCELESS_ENCODERS = frozenset({"logmel"})  # computed from the audio alone, no model to load
+def _sourceless() -> frozenset[str]:
+    """Encoders with no model to load: logmel (from the audio alone), classical (from the crop)."""
+    from extract.encoders.base import VISUAL_WITHOUT_SOURCE
+
+    return frozenset({"logmel"}) | VISUAL_WITHOUT_SOURCE
 
 
-def _visual_list(text: str) -> dict[str, str]:
-    return {k: str(v) for k, v in parse_encoder_list(text, known=_visual_names()).items()}
+def _visual_list(text: str) -> dict[str, str | None]:
+    # None stays None: an encoder without a model source (classical)
+    return parse_encoder_list(text, known=_visual_names())
 
 
 def _audio_list(text: str) -> dict[str, str | None]:
@@ -111,11 +116,11 @@ def _opt(
 
 @dataclass
 class ExtractConfig:
-    visual: dict[str, str] = field(
+    visual: dict[str, str | None] = field(
         default_factory=dict,
         metadata=_opt(
-            "visual encoders, name=HUB_ID_OR_FOLDER[,...]", choices=_visual_names,
-            parse=_visual_list, metavar="NAME=MODEL,...",
+            "visual encoders, name=HUB_ID_OR_FOLDER[,...] (classical takes no model)",
+            choices=_visual_names, parse=_visual_list, metavar="NAME[=MODEL],...",
         ),
     )  # fmt: skip
     audio: dict[str, str | None] = field(
@@ -250,13 +255,13 @@ def parse_encoder_list(
     """Parse `name=source,name2=source2,name3` into {name: source or None}.
 
     A name not in `known` is a UserError with the closest known name; every known encoder but
-    the sourceless ones (logmel) needs a model (`needs_source` defaults to those).
+    the sourceless ones (logmel, classical) needs a model (`needs_source` defaults to those).
     """
     out: dict[str, str | None] = {}
     if not text:
         return out
     if needs_source is None:
-        needs_source = set(known or ()) - SOURCELESS_ENCODERS
+        needs_source = set(known or ()) - _sourceless()
     for item in text.split(","):
         item = item.strip()
         if not item:

@@ -12,10 +12,12 @@ loaded encoder's own fields) is recorded per track when it is written (see stage
 from __future__ import annotations
 
 import json
+import logging
 import os
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
+from data_manifest.cli_support import UserError
 from extract.job.config import ExtractConfig
 from extract.store.schema import AUDIO_VALID_GROUP, FACE_GROUP, audio_group, visual_group
 
@@ -23,6 +25,8 @@ FACE_SHAPE_VERSION = "mean68-v1"
 AUDIO_POOL_RULE = "overlap-mean-v1"
 SAMPLE_RATE = 16000
 _BACKEND_PACKAGES = {"fan": "face-alignment", "mediapipe": "mediapipe"}
+log = logging.getLogger("auwild.extract")
+_warned_constant_geometry: set[str] = set()
 
 
 def device_kind(device: str) -> str:
@@ -85,9 +89,32 @@ def face_fields(cfg: ExtractConfig) -> dict[str, Any]:
 
 
 def visual_fields(cfg: ExtractConfig, name: str, face: dict[str, Any]) -> dict[str, Any]:
+    from extract.encoders import (
+        VISUAL_WITHOUT_SOURCE,
+        known_visual_encoders,
+        visual_definition_fields,
+    )
+
+    source = cfg.visual[name]
+    if name not in known_visual_encoders():
+        raise UserError(f"unknown visual encoder {name!r}; known: {known_visual_encoders()}")
+    if name in VISUAL_WITHOUT_SOURCE:  # defined by its code alone (numpy on the CPU)
+        if source:
+            raise UserError(f"visual encoder {name!r} takes no model source; write {name}")
+        template = cfg.landmarks.split(":")[0] == "template"  # "template" or "template:<det>"
+        if template and name not in _warned_constant_geometry:
+            _warned_constant_geometry.add(name)  # once per process, not per planning pass
+            log.warning(
+                "%s: with --landmarks template every face has the mean shape, so its landmark "
+                "geometry is the same on every frame; use fan or mediapipe for it to vary",
+                name,
+            )
+        return {**visual_definition_fields(name), "face": face}
+    if not source:
+        raise UserError(f"visual encoder {name!r} needs a model: write {name}=HUB_ID_OR_FOLDER")
     return {
         "encoder": name,
-        **model_identity(cfg.visual[name]),
+        **model_identity(source),
         "layer": cfg.visual_layer if cfg.visual_layer is not None else "last",
         "compute": device_kind(cfg.device),
         "face": face,

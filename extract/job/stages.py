@@ -178,6 +178,7 @@ def face_batches(
                 "align": affine.astype(np.float32),
                 "rois": rois.astype(np.float32),
                 "crops": crops,
+                "crop_landmarks": (crop_lm / crop).astype(np.float32),  # (n, 68, 2) in [0, 1]
             }
         yield batch
         start += n
@@ -269,7 +270,7 @@ def run_visual(
                 writes.submit(tw.write, path, start, batch[key])
         for name, enc in loaded.items():
             with stage(f"visual:{name}"):
-                out = encode_visual(enc, batch["crops"], batch["valid"])
+                out = encode_visual(enc, batch["crops"], batch["valid"], batch)
             for key, values in out.items():
                 writes.submit(tw.write, visual_array(name, key), start, values)
         faces += int(batch["valid"].sum())
@@ -290,22 +291,44 @@ def run_visual(
     return faces / n_frames if (schema.FACE_GROUP in groups and n_frames) else None
 
 
-def encode_visual(enc, crops: np.ndarray, valid: np.ndarray) -> dict[str, np.ndarray]:
+# What a visual encoder may ask for besides the crops (its `needs` attribute), each handed to
+# its `encode` as a keyword argument of the same name: per-frame arrays from the face stage.
+VISUAL_INPUTS = {
+    "rois": "rois",  # (n, R, 4) AU region boxes, [0, 1] crop coordinates
+    "landmarks": "crop_landmarks",  # (n, 68, 2) aligned landmarks, [0, 1] crop coordinates
+}
+
+
+def encode_visual(
+    enc, crops: np.ndarray, valid: np.ndarray, batch: dict[str, Any] | None = None
+) -> dict[str, np.ndarray]:
     """Encode the frames with a face; frames without one get zeros."""
     n = len(crops)
     idx = np.flatnonzero(valid)
     out = {k: np.zeros((n, *shape), np.float16) for k, shape in enc.outputs.items()}
+    needs = getattr(enc, "needs", ())
+    unknown = [k for k in needs if k not in VISUAL_INPUTS or batch is None]
+    if unknown:
+        name = getattr(enc, "name", type(enc).__name__)
+        raise ValueError(
+            f"encoder {name!r} asks for {unknown}; the job hands {list(VISUAL_INPUTS)}"
+        )
     if len(idx):
-        values = encode_with_oom_retry(enc.encode, crops[idx])
+        inputs = {k: batch[VISUAL_INPUTS[k]][idx] for k in needs}  # type: ignore[index]
+        values = encode_with_oom_retry(enc.encode, crops[idx], inputs)
         for key, arr in values.items():
             out[key][idx] = arr.astype(np.float16)
     return out
 
 
-def encode_with_oom_retry(encode: Callable, crops: np.ndarray) -> dict[str, np.ndarray]:
-    """Encode; on GPU out-of-memory split the batch in halves and retry, down to one frame."""
+def encode_with_oom_retry(
+    encode: Callable, crops: np.ndarray, inputs: dict[str, np.ndarray] | None = None
+) -> dict[str, np.ndarray]:
+    """Encode; on GPU out-of-memory split the batch (and its per-frame `inputs`) in halves and
+    retry, down to one frame."""
+    inputs = inputs or {}
     try:
-        return encode(crops)
+        return encode(crops, **inputs)
     except Exception as exc:
         if type(exc).__name__ != "OutOfMemoryError" or len(crops) <= 1:
             raise
@@ -314,8 +337,8 @@ def encode_with_oom_retry(encode: Callable, crops: np.ndarray) -> dict[str, np.n
         torch.cuda.empty_cache()
         half = len(crops) // 2
         log.warning("GPU out of memory on a batch of %d; retrying as two of %d", len(crops), half)
-        a = encode_with_oom_retry(encode, crops[:half])
-        b = encode_with_oom_retry(encode, crops[half:])
+        a = encode_with_oom_retry(encode, crops[:half], {k: v[:half] for k, v in inputs.items()})
+        b = encode_with_oom_retry(encode, crops[half:], {k: v[half:] for k, v in inputs.items()})
         return {k: np.concatenate([a[k], b[k]]) for k in a}
 
 
