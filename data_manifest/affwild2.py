@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from data_manifest.cli_support import UserError
 from data_manifest.manifest import make_manifest
 from data_manifest.track_row import TrackRow
+from data_manifest.user_error import UserError
 from data_manifest.video_probe import VideoProbeError, probe_counts
 
 log = logging.getLogger(__name__)

@@ -9,14 +9,25 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from data_manifest.cli_support import UserError, add_common_options, run_cli
+from data_manifest.cli_options import (
+    add_command,
+    add_json,
+    add_out,
+    add_progress,
+    new_parser,
+    run_cli,
+    write_json,
+)
+from data_manifest.user_error import UserError
 
 log = logging.getLogger("auwild-manifest")
 
 
 def _report_rows(df) -> int:
     """Print non-ok rows and a status count; returns the number of non-ok rows."""
-    bad = df[df["status"] != "ok"]
+    from data_manifest.manifest import usable_rows
+
+    bad = df.drop(usable_rows(df).index)
     for _, row in bad.iterrows():
         print(f"{row['track_id']}: {row['status']}: {row['error']}", file=sys.stderr)
     counts = ", ".join(f"{k}={v}" for k, v in df["status"].value_counts().sort_index().items())
@@ -55,32 +66,31 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     report = validate_manifest(
         df, args.manifest, tolerate_length=args.tolerate_length, exact=not args.header_counts
     )
-    print(report.format_summary())
+    payload = {
+        "manifest": str(args.manifest),
+        "ok": report.ok,
+        "splits": report.summary(),
+        "problems": [str(p) for p in report.problems],
+        "warnings": [str(w) for w in report.warnings],
+    }
+    if not write_json(args.json, json.dumps(payload, indent=1)):
+        print(report.format_summary())
     for w in report.warnings:
         print(f"warning: {w}", file=sys.stderr)
     for p in report.problems:
         print(f"error: {p}", file=sys.stderr)
-    if args.json:
-        payload = {
-            "manifest": str(args.manifest),
-            "ok": report.ok,
-            "splits": report.summary(),
-            "problems": [str(p) for p in report.problems],
-            "warnings": [str(w) for w in report.warnings],
-        }
-        Path(args.json).write_text(json.dumps(payload, indent=1), encoding="utf-8")
     return 0 if report.ok else 1
 
 
 def _cmd_synth(args: argparse.Namespace) -> int:
     from data_manifest.synth import SynthConfig, generate_synthetic
 
-    if args.tracks < 1 or args.frames < 2:
+    if args.n_tracks < 1 or args.frames < 2:
         raise UserError(
-            f"--tracks must be >= 1 and --frames >= 2 (got {args.tracks}, {args.frames})"
+            f"--n-tracks must be >= 1 and --frames >= 2 (got {args.n_tracks}, {args.frames})"
         )
     cfg = SynthConfig(
-        tracks=args.tracks,
+        tracks=args.n_tracks,
         frames=args.frames,
         seed=args.seed,
         crop_size=args.crop_size,
@@ -88,7 +98,9 @@ def _cmd_synth(args: argparse.Namespace) -> int:
         effect_scale=args.effect_scale,
     )
     try:
-        truth = generate_synthetic(args.out, cfg, overwrite=args.overwrite, progress=not args.quiet)
+        truth = generate_synthetic(
+            args.out, cfg, overwrite=args.overwrite, progress=not args.no_progress
+        )
     except FileExistsError as exc:
         raise UserError(str(exc)) from exc
     for split, s in truth["splits"].items():
@@ -98,40 +110,33 @@ def _cmd_synth(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="auwild-manifest",
-        description="Dataset manifests for AU detection: Aff-Wild2 layout, CSV import, validation, synthetic data.",
+    parser = new_parser(
+        "auwild-manifest",
+        "Dataset manifests for AU detection: Aff-Wild2 layout, CSV import, validation, "
+        "synthetic data.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("affwild2", help="manifest from an Aff-Wild2 / ABAW folder")
+    p = add_command(sub, "affwild2", "manifest from an Aff-Wild2 / ABAW folder")
     p.add_argument("--root", required=True, help="dataset root (searched by structure)")
-    p.add_argument("--out", required=True, help="manifest parquet to write")
+    add_out(p, "manifest parquet to write")
     p.add_argument(
         "--test-list",
         default=None,
         help="test-set track list (default: a *test*.txt found under the root)",
     )
-    p.add_argument(
-        "--no-probe", action="store_true", help="do not open videos for fps and frame counts"
-    )
-    p.add_argument("--strict", action="store_true", help="exit 1 when any track is not ok")
-    add_common_options(p)
+    _add_build_options(p)
     p.set_defaults(func=_cmd_affwild2)
 
-    p = sub.add_parser(
-        "csv", help="manifest from a table track_id,video,split[,labels,frames_dir,side]"
+    p = add_command(
+        sub, "csv", "manifest from a table track_id,video,split[,labels,frames_dir,side]"
     )
     p.add_argument("--table", required=True, help="CSV table")
-    p.add_argument("--out", required=True, help="manifest parquet to write")
-    p.add_argument(
-        "--no-probe", action="store_true", help="do not open videos for fps and frame counts"
-    )
-    p.add_argument("--strict", action="store_true", help="exit 1 when any track is not ok")
-    add_common_options(p)
+    add_out(p, "manifest parquet to write")
+    _add_build_options(p)
     p.set_defaults(func=_cmd_csv)
 
-    p = sub.add_parser("validate", help="check paths, labels and lengths; print a summary")
+    p = add_command(sub, "validate", "check paths, labels and lengths; print a summary")
     p.add_argument("manifest", help="manifest parquet")
     p.add_argument(
         "--tolerate-length",
@@ -144,14 +149,19 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="trust container frame counts instead of counting packets",
     )
-    p.add_argument("--json", default=None, help="also write the report as JSON here")
-    add_common_options(p)
+    add_json(p, "the report")
     p.set_defaults(func=_cmd_validate)
 
-    p = sub.add_parser("synth", help="write a synthetic dataset in the Aff-Wild2 layout")
-    p.add_argument("--out", required=True, help="output folder")
+    p = add_command(sub, "synth", "write a synthetic dataset in the Aff-Wild2 layout")
+    add_out(p, "output folder")
     p.add_argument(
-        "--tracks", type=int, default=8, help="number of tracks (one _left/_right pair counts two)"
+        "--n-tracks",
+        "--tracks",
+        dest="n_tracks",
+        type=int,
+        default=8,
+        metavar="N",
+        help="number of tracks (one _left/_right pair counts two)",
     )
     p.add_argument("--frames", type=int, default=300, help="frames per video (25 fps)")
     p.add_argument("--seed", type=int, default=0, help="random seed; same seed, same dataset")
@@ -165,10 +175,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--overwrite", action="store_true", help="replace an earlier synthetic dataset in --out"
     )
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    add_common_options(p)
+    add_progress(p)
     p.set_defaults(func=_cmd_synth)
     return parser
+
+
+def _add_build_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--no-probe", action="store_true", help="do not open videos for fps and frame counts"
+    )
+    p.add_argument("--strict", action="store_true", help="exit 1 when any track is not ok")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from data_manifest.cli_support import UserError
 from data_manifest.manifest import SIDES, SPLITS, make_manifest
 from data_manifest.track_id import why_unsafe
 from data_manifest.track_row import TrackRow
+from data_manifest.user_error import UserError
 from data_manifest.video_probe import VideoProbeError, probe_counts
 
 REQUIRED = ("track_id", "video", "split")

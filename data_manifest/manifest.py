@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -10,8 +11,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from data_manifest.cli_support import UserError
 from data_manifest.track_id import why_unsafe
+from data_manifest.user_error import UserError
+
+log = logging.getLogger(__name__)
 
 MANIFEST_VERSION = "1"
 
@@ -82,6 +85,42 @@ def normalize_manifest(df: pd.DataFrame, source: str = "manifest") -> pd.DataFra
         raise ManifestError(f"{source}: track_id {dup.iloc[0]!r} appears more than once")
     extra = [c for c in df.columns if c not in MANIFEST_SCHEMA]
     return df[list(MANIFEST_COLUMNS) + extra].reset_index(drop=True)
+
+
+def usable_rows(manifest: pd.DataFrame, what: str | None = None) -> pd.DataFrame:
+    """The rows a job can use: status `ok` (a table without a status column: every row).
+
+    The one rule shared by extraction, training, prediction and the manifest commands; the
+    index is kept, so `manifest.drop(usable_rows(manifest).index)` are the others. With `what`
+    (e.g. the split), the rows left out are logged, named with their status.
+    """
+    if "status" not in manifest.columns:
+        return manifest
+    status = manifest["status"].fillna("ok").astype(str).replace("", "ok")
+    usable = manifest[status == "ok"]
+    if what is not None and len(usable) < len(manifest):
+        left = manifest[status != "ok"]
+        named = ", ".join(
+            f"{t} ({s})" for t, s in zip(left["track_id"][:5], status[left.index][:5])
+        )
+        more = f" and {len(left) - 5} more" if len(left) > 5 else ""
+        log.warning(
+            "%s: skipping %d track(s) whose manifest status is not ok: %s%s",
+            what,
+            len(left),
+            named,
+            more,
+        )
+    return usable
+
+
+def unusable_reason(row: Mapping[str, Any]) -> str:
+    """Why `usable_rows` leaves this row out ("status missing_video: ..."), or "" when it is usable."""
+    status = str(row.get("status", "ok") or "ok")
+    if status == "ok":
+        return ""
+    error = str(row.get("error", "") or "")
+    return f"status {status}" + (f": {error}" if error else "")
 
 
 def write_manifest(df: pd.DataFrame, path: str | os.PathLike) -> Path:

@@ -6,7 +6,7 @@ import argparse
 import importlib
 from collections.abc import Sequence
 
-from data_manifest.cli_support import add_common_options, run_cli
+from data_manifest.cli_options import new_parser, run_cli
 
 # Modules that each define `register(subparsers)`; imported lazily-light (no torch at import).
 COMMAND_MODULES = (
@@ -17,14 +17,14 @@ COMMAND_MODULES = (
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="auwild-extract",
-        description="Extract face, visual and audio features into a shareable Zarr feature store.",
+    parser = new_parser(
+        "auwild-extract",
+        "Extract face, visual and audio features into a shareable Zarr feature store.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMAND_MODULES:
         module = importlib.import_module(name)
-        module.register(sub, add_common_options)
+        module.register(sub)
     return parser
 
 

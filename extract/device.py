@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import re
 
-from data_manifest.cli_support import UserError
+from data_manifest.user_error import UserError
 
 log = logging.getLogger(__name__)
 

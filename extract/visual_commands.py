@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
-from collections.abc import Callable
 
-from data_manifest.cli_support import UserError
+from data_manifest.cli_options import add_command, add_out
+from data_manifest.user_error import UserError
 
 
 def _tiny_models(args: argparse.Namespace) -> int:
@@ -48,39 +48,49 @@ def _aligned_image(path: str, size: int):
     return rgb, (MEAN_SHAPE_68 * size).astype(np.float32)
 
 
-def register(subparsers, add_common_options: Callable[[argparse.ArgumentParser], None]) -> None:
-    p = subparsers.add_parser(
+def register(subparsers) -> None:
+    from extract.tiny_models import SIZES, TINY_NAMES  # names only; no torch at import
+
+    p = add_command(
+        subparsers,
         "tiny-models",
-        help="write random-weight DINOv2/ConvNeXt/WavLM/Whisper folders (demo, tests, sizing)",
+        "write random-weight DINOv2/ConvNeXt/WavLM/Whisper folders (demo, tests, sizing)",
         description="Write tiny random models loadable by from_pretrained; prints name -> folder.",
     )
-    p.add_argument("--out", required=True, help="folder to write the model folders into")
-    p.add_argument("--only", nargs="+", metavar="NAME", help="write only these models")
+    add_out(p, "folder to write the model folders into")
+    p.add_argument(
+        "--only",
+        nargs="+",
+        choices=TINY_NAMES,
+        metavar="NAME",
+        help=f"write only these models: {', '.join(TINY_NAMES)} (default: all)",
+    )
     p.add_argument(
         "--size",
         default="test",
-        choices=["test", "demo", "base"],
+        choices=SIZES,
         help=(
             "test: smallest; demo: finer DINOv2 patch grid (8 x 8 on 112 px crops); "
             "base: the published base models' sizes and configs (DINOv2-B/14, "
             "WavLM-base-plus, ConvNeXt-base, Whisper-base), random weights, about 350 MB each"
         ),
     )
-    add_common_options(p)
     p.set_defaults(func=_tiny_models)
 
-    p = subparsers.add_parser(
+    p = add_command(
+        subparsers,
         "draw-regions",
-        help="draw the AU regions on a face to a PNG",
+        "draw the AU regions on a face to a PNG",
         description=(
             "Draw the AU region boxes, their AUs and the landmarks on an aligned face image "
             "(default: a drawn mean-shape face)."
         ),
     )
-    p.add_argument("--out", required=True, help="PNG file to write")
+    add_out(p, "PNG file to write")
     p.add_argument(
-        "--image", default=None, help="an aligned face crop (e.g. cropped_aligned/x/00001.jpg)"
+        "--image",
+        default=None,
+        help="an aligned face crop, e.g. cropped_aligned/x/00001.jpg (default: a drawn mean face)",
     )
     p.add_argument("--size", type=int, default=512, help="drawing size in pixels")
-    add_common_options(p)
     p.set_defaults(func=_draw_regions)

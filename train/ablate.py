@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from data_manifest.aus import AUS
-from data_manifest.cli_support import UserError
+from data_manifest.user_error import UserError
 from train.config import TrainConfig
 from train.loop import LossFactory, fit
 from train.predict import evaluate_run
@@ -122,15 +122,13 @@ def ablate(
 
 
 def format_table(df: pd.DataFrame) -> str:
-    """The ablation as a fixed-width text table (F1 in percent, like the papers)."""
+    """The ablation as a fixed-width text table (F1 as a fraction, 3 decimals, as `eval` prints)."""
     cols = ["mean_f1"] + list(AUS)
     std = "mean_f1_std" in df
     first = 12 if std else 7
     head = f"{'row':<10}{'F1':>{first}}" + "".join(f"{c:>7}" for c in AUS)
     lines = [head, "-" * len(head)]
     for _, r in df.iterrows():
-        f1 = f"{100 * r['mean_f1']:.2f}" + (f"±{100 * r['mean_f1_std']:.2f}" if std else "")
-        lines.append(
-            f"{r['row']:<10}{f1:>{first}}" + "".join(f"{100 * r[c]:7.2f}" for c in cols[1:])
-        )
+        f1 = f"{r['mean_f1']:.3f}" + (f"±{r['mean_f1_std']:.3f}" if std else "")
+        lines.append(f"{r['row']:<10}{f1:>{first}}" + "".join(f"{r[c]:7.3f}" for c in cols[1:]))
     return "\n".join(lines)

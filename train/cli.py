@@ -19,7 +19,18 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from data_manifest.cli_support import UserError, add_common_options, run_cli
+from data_manifest.cli_options import (
+    add_command,
+    add_device,
+    add_manifest,
+    add_out,
+    add_progress,
+    add_store,
+    add_tracks,
+    new_parser,
+    run_cli,
+)
+from data_manifest.user_error import UserError, unknown_name
 
 log = logging.getLogger(__name__)
 
@@ -38,14 +49,14 @@ def _config(args: argparse.Namespace):
     try:
         return resolve(args.recipe, _overrides(args) + extra)
     except (ConfigError, KeyError) as exc:
-        raise UserError(str(exc).strip("'\"")) from exc
+        raise UserError(str(exc.args[0]) if exc.args else str(exc)) from exc
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
     from train.loop import fit_run
 
     config = _config(args)
-    if args.device:
+    if args.device != "auto":  # else the recipe's or --set optim.device
         config.optim.device = args.device
     _exists(args.manifest, "manifest")
     result = fit_run(
@@ -65,7 +76,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from train.predict import evaluate_run
 
     m = evaluate_run(args.run, args.split, args.store, args.manifest, args.which, args.device)
-    print(f"{args.split}: mean F1 {m['mean_f1']:.4f}")
+    print(f"{args.split}: mean F1 {m['mean_f1']:.3f}")
     print("  ".join(f"{a} {v:.3f}" for a, v in m["per_au_f1"].items()))
     print(f"wrote {Path(args.run) / 'metrics.json'}")
     return 0
@@ -75,10 +86,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from train.predict import predict_split
     from train.submission import predictions_frame, read_example, write_parquet, write_submission
 
-    track_list = None
-    if args.tracks:
-        _exists(args.tracks, "track list")
-        track_list = [t.strip() for t in Path(args.tracks).read_text().splitlines() if t.strip()]
+    track_list = args.tracks
     example = None
     if args.example:
         _exists(args.example, "example file")
@@ -134,7 +142,7 @@ def cmd_recipes(args: argparse.Namespace) -> int:
             print(name + (f"  (ablation rows: {rows})" if rows else ""))
         return 0
     if args.name not in RECIPES:
-        raise UserError(f"unknown recipe {args.name!r}; known: {sorted(RECIPES)}")
+        raise unknown_name("recipe", args.name, RECIPES)
     print(describe(args.name))
     return 0
 
@@ -161,57 +169,75 @@ def _add_set(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _add_device(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--device", default="auto", help="auto (GPU if present), cpu or cuda")
+def _add_run_source(p: argparse.ArgumentParser) -> None:
+    """The store and manifest of a run: the ones it was fitted on unless given."""
+    add_store(p, required=False, help="feature store (default: the store RUN was fitted on)")
+    add_manifest(p, required=False, help="manifest.parquet (default: the one RUN was fitted on)")
+
+
+def _add_which(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--which", default="best", choices=["best", "last"], help="checkpoint of RUN to use"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="auwild-train",
-        description="Train, evaluate and apply AU detectors on a feature store.",
+    from train.recipes import ABLATIONS, RECIPES
+
+    parser = new_parser(
+        "auwild-train", "Train, evaluate and apply AU detectors on a feature store."
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("fit", help="train a recipe on a store (resumes an existing RUN)")
-    p.add_argument("--store", required=True, help="feature store (path or fsspec URL)")
-    p.add_argument("--manifest", required=True, help="manifest.parquet")
-    p.add_argument("--recipe", default="baseline", help="recipe name (see `recipes`)")
-    p.add_argument("--out", required=True, help="run directory")
-    p.add_argument("--folds", type=int, default=None, help="K video-grouped folds over train+val")
+    p = add_command(sub, "fit", "train a recipe on a store (resumes an existing RUN)")
+    add_store(p)
+    add_manifest(p)
     p.add_argument(
-        "--stop-after-epochs", type=int, default=None, help="stop after N epochs (resume later)"
+        "--recipe", default="baseline", choices=list(RECIPES), help="recipe (see `recipes`)"
     )
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    p.add_argument("--device", default=None, help="auto, cpu or cuda (default: optim.device)")
+    add_out(p, "run directory")
+    p.add_argument(
+        "--folds",
+        type=int,
+        default=None,
+        help="K video-grouped folds over train+val (default: the manifest's train/val split)",
+    )
+    p.add_argument(
+        "--stop-after-epochs",
+        type=int,
+        default=None,
+        help="stop after N epochs, to resume later (default: train all epochs)",
+    )
+    add_progress(p)
+    add_device(p, "torch device (auto leaves the recipe's optim.device)")
     _add_set(p)
-    add_common_options(p)
     p.set_defaults(func=cmd_fit)
 
-    p = sub.add_parser("eval", help="score RUN on a labelled split -> RUN/metrics.json")
-    p.add_argument("run")
-    p.add_argument("--split", default="val")
-    p.add_argument("--which", default="best", choices=["best", "last"])
-    p.add_argument("--store", default=None, help="default: the store RUN was fitted on")
-    p.add_argument("--manifest", default=None, help="default: the manifest RUN was fitted on")
-    _add_device(p)
-    add_common_options(p)
+    p = add_command(sub, "eval", "score RUN on a labelled split -> RUN/metrics.json")
+    p.add_argument("run", help="run directory written by fit")
+    p.add_argument("--split", default="val", help="manifest split to score")
+    _add_which(p)
+    _add_run_source(p)
+    add_device(p)
     p.set_defaults(func=cmd_eval)
 
-    p = sub.add_parser("predict", help="predictions.parquet and ABAW predictions.txt for a split")
-    p.add_argument("run")
-    p.add_argument("--split", default="test")
-    p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--store", default=None)
-    p.add_argument("--manifest", default=None)
-    p.add_argument("--example", default=None, help="official example file: its rows, its order")
-    p.add_argument("--tracks", default=None, help="test list: one track id per line, in order")
-    p.add_argument("--which", default="best", choices=["best", "last"])
-    _add_device(p)
-    add_common_options(p)
+    p = add_command(sub, "predict", "predictions.parquet and ABAW predictions.txt for a split")
+    p.add_argument("run", help="run directory written by fit")
+    p.add_argument("--split", default="test", help="manifest split to predict")
+    add_out(p, "output folder")
+    _add_run_source(p)
+    p.add_argument(
+        "--example",
+        default=None,
+        help="official example file: its rows, its order (default: all frames of each track)",
+    )
+    add_tracks(p, "the test list, in order (default: the split's tracks)")
+    _add_which(p)
+    add_device(p)
     p.set_defaults(func=cmd_predict)
 
-    p = sub.add_parser("report", help="one self-contained HTML page: RUN/report.html (val)")
-    p.add_argument("run")
+    p = add_command(sub, "report", "one self-contained HTML page: RUN/report.html (val)")
+    p.add_argument("run", help="run directory written by fit")
     p.add_argument(
         "--track",
         action="append",
@@ -221,25 +247,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--split", default="val", help="split to report (report_<split>.html if not val)"
     )
-    _add_device(p)
-    add_common_options(p)
+    add_device(p)
     p.set_defaults(func=cmd_report)
 
-    p = sub.add_parser("ablate", help="train the ablation rows of a recipe -> DIR/ablation.csv")
-    p.add_argument("--recipe", default="abaw10")
-    p.add_argument("--store", required=True)
-    p.add_argument("--manifest", required=True)
-    p.add_argument("--out", required=True)
-    p.add_argument("--seeds", type=int, default=1)
-    p.add_argument("--rows", nargs="+", default=None, help="only these rows (e.g. baseline +FM)")
-    p.add_argument("--no-progress", action="store_true")
+    p = add_command(sub, "ablate", "train the ablation rows of a recipe -> DIR/ablation.csv")
+    p.add_argument(
+        "--recipe",
+        required=True,
+        choices=list(ABLATIONS),
+        help="recipe whose ablation rows to train",
+    )
+    add_store(p)
+    add_manifest(p)
+    add_out(p, "output folder (one run per row and seed, ablation.csv)")
+    p.add_argument("--seeds", type=int, default=1, help="seeds per row (mean and std over them)")
+    p.add_argument(
+        "--rows", nargs="+", default=None, help="only these rows, e.g. baseline +FM (default: all)"
+    )
+    add_progress(p)
     _add_set(p)
-    add_common_options(p)
     p.set_defaults(func=cmd_ablate)
 
-    p = sub.add_parser("recipes", help="list recipes, or print one fully resolved")
-    p.add_argument("name", nargs="?")
-    add_common_options(p)
+    p = add_command(sub, "recipes", "list recipes, or print one fully resolved")
+    p.add_argument("name", nargs="?", help="recipe to print (default: list them all)")
     p.set_defaults(func=cmd_recipes)
     return parser
 

@@ -137,7 +137,7 @@ def _merge(obj: Any, data: dict[str, Any], prefix: str) -> Any:
     fields = {f.name: f for f in dataclasses.fields(obj)}
     for key, value in data.items():
         if key not in fields:
-            raise ConfigError(f"unknown config key {prefix}{key!r}; known: {sorted(fields)}")
+            raise _unknown_key(f"{prefix}{key}", prefix, fields)
         current = getattr(obj, key)
         if dataclasses.is_dataclass(current):
             if not isinstance(value, dict):
@@ -185,7 +185,11 @@ def set_dotted(config: TrainConfig, key: str, value: Any) -> None:
         elif dataclasses.is_dataclass(obj) and hasattr(obj, part):
             obj = getattr(obj, part)
         else:
-            raise ConfigError(f"unknown config key {'.'.join(parts[: i + 1])!r} in {key!r}")
+            known = (
+                {f.name for f in dataclasses.fields(obj)} if dataclasses.is_dataclass(obj) else ()
+            )
+            prefix = ".".join(parts[:i]) + "." if i else ""
+            raise _unknown_key(".".join(parts[: i + 1]), prefix, known)
     last = parts[-1]
     if isinstance(obj, dict):
         if value is None:
@@ -193,17 +197,33 @@ def set_dotted(config: TrainConfig, key: str, value: Any) -> None:
         else:
             obj[last] = value
         return
-    if not (dataclasses.is_dataclass(obj) and last in {f.name for f in dataclasses.fields(obj)}):
-        raise ConfigError(f"unknown config key {key!r}")
+    known = {f.name for f in dataclasses.fields(obj)} if dataclasses.is_dataclass(obj) else set()
+    if last not in known:
+        raise _unknown_key(key, key[: len(key) - len(last)], known)
     current = getattr(obj, last)
     if dataclasses.is_dataclass(current):
         raise ConfigError(f"{key} is a section; set one of its keys (e.g. {key}.<name>=...)")
     if isinstance(current, bool) and not isinstance(value, bool):
         raise ConfigError(f"{key} expects true/false, got {value!r}")
-    if isinstance(current, int) and not isinstance(current, bool) and isinstance(value, float):
-        if not value.is_integer():
-            raise ConfigError(f"{key} expects an integer, got {value!r}")
+    is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if isinstance(current, int) and not isinstance(current, bool):
+        if not is_number or (isinstance(value, float) and not value.is_integer()):
+            raise ConfigError(f"{key} expects an integer, got {value!r} (e.g. {key}={current})")
         value = int(value)
-    if isinstance(current, float) and isinstance(value, int) and not isinstance(value, bool):
+    if isinstance(current, float):
+        if not is_number:
+            raise ConfigError(f"{key} expects a number, got {value!r} (e.g. {key}={current})")
         value = float(value)
     setattr(obj, last, value)
+
+
+def _unknown_key(key: str, prefix: str, known) -> ConfigError:
+    """`unknown config key 'optim.epoch'; did you mean 'optim.epochs'? known in optim: ...`"""
+    from data_manifest.user_error import did_you_mean
+
+    names = sorted(prefix + k for k in known)
+    where = f" in {prefix.rstrip('.')}" if prefix else ""
+    hint = did_you_mean(key, names) or ";"
+    return ConfigError(
+        f"unknown config key {key!r}{hint} known{where}: {', '.join(n[len(prefix) :] for n in names)}"
+    )

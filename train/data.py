@@ -32,7 +32,8 @@ import pandas as pd
 import torch
 
 from data_manifest.aus import AUS, N_AUS
-from data_manifest.cli_support import UserError
+from data_manifest.manifest import usable_rows
+from data_manifest.user_error import UserError
 from train.config import DataConfig, ImbalanceConfig
 
 log = logging.getLogger(__name__)
@@ -125,12 +126,7 @@ def feature_dims(reader, track_id: str, features: dict[str, str]) -> dict[str, A
 
 
 def split_rows(manifest: pd.DataFrame, split: str, max_tracks: int = 0) -> pd.DataFrame:
-    rows = manifest[manifest["split"] == split]
-    if "status" in rows:
-        bad = rows[rows["status"] != "ok"]
-        if len(bad):
-            log.warning("%s: skipping %d track(s) with status != ok", split, len(bad))
-        rows = rows[rows["status"] == "ok"]
+    rows = usable_rows(manifest[manifest["split"] == split], what=split)
     if max_tracks:
         rows = rows.iloc[:max_tracks]
     return rows.reset_index(drop=True)

@@ -9,6 +9,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from data_manifest.user_error import UserError
+
 COMBINE_RULES = ("vote", "mean")
 
 
@@ -21,6 +23,10 @@ def video_of(row: pd.Series) -> str:
         if tid.endswith(suffix):
             return tid[: -len(suffix)]
     return tid
+
+
+class FoldsError(UserError, ValueError):
+    """A fold count the tracks cannot fill."""
 
 
 def assign_folds(tracks: pd.DataFrame, k: int, seed: int = 0) -> dict[str, int]:
@@ -40,7 +46,10 @@ def assign_folds(tracks: pd.DataFrame, k: int, seed: int = 0) -> dict[str, int]:
         per_video[v] = per_video.get(v, 0.0) + float(w)
     names = sorted(per_video)
     if len(names) < k:
-        raise ValueError(f"{len(names)} videos cannot fill {k} folds")
+        raise FoldsError(
+            f"{len(names)} videos cannot fill {k} folds: use --folds {len(names)} or fewer, "
+            "or --set folds.k=0 to train on the manifest's train/val split"
+        )
     rng = np.random.default_rng(seed)
     names = [names[i] for i in rng.permutation(len(names))]
     names.sort(key=lambda v: -per_video[v])  # stable: equal sizes keep the shuffled order

@@ -23,7 +23,7 @@ import pandas as pd
 import torch
 
 from data_manifest.aus import AUS
-from data_manifest.cli_support import UserError
+from data_manifest.user_error import UserError
 from train import data as D
 from train.checkpoint import atomic_write_text, load_checkpoint, rng_state, save_checkpoint
 from train.config import TrainConfig

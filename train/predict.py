@@ -16,8 +16,9 @@ import numpy as np
 import pandas as pd
 
 from data_manifest.aus import AUS
-from data_manifest.cli_support import UserError
+from data_manifest.manifest import usable_rows
 from data_manifest.shared_files import write_text_atomic
+from data_manifest.user_error import UserError
 from train import data as D
 from train.distributed import DistInfo, pick_device
 from train.folds import combine
@@ -72,13 +73,14 @@ def _predict_model(model_dir: Path, reader, rows: pd.DataFrame, device, which: s
 
 def _rows(manifest: str, split: str, reader, track_list: list[str] | None) -> pd.DataFrame:
     man = D.read_manifest(manifest)
-    rows = man[man["split"] == split].reset_index(drop=True)
+    rows = usable_rows(man[man["split"] == split], what=split).reset_index(drop=True)
     if track_list is not None:
         index = {t: i for i, t in enumerate(rows["track_id"])}
         unknown = [t for t in track_list if t not in index]
         if unknown:
             raise UserError(
-                f"track list names {len(unknown)} track(s) not in split {split!r}: {unknown[:3]}"
+                f"track list names {len(unknown)} track(s) not in split {split!r} or not usable "
+                f"(manifest status not ok): {unknown[:3]}"
             )
         rows = rows.iloc[[index[t] for t in track_list]].reset_index(drop=True)
     if not len(rows):

@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 
 from data_manifest.aus import AUS
-from data_manifest.cli_support import UserError
 from data_manifest.shared_files import write_text_atomic
+from data_manifest.user_error import UserError
 from train import report_figures as F
 from train.metrics import f1_per_au, mean_f1, mean_over_defined, score
 from train.predict import Predictions, evaluate_run, predict_split

@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from data_manifest.cli_support import UserError
 from data_manifest.shared_files import write_text_atomic
+from data_manifest.user_error import UserError
 from train.checkpoint import load_checkpoint
 from train.config import TrainConfig, from_dict
 

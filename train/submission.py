@@ -17,8 +17,8 @@ import numpy as np
 import pandas as pd
 
 from data_manifest.aus import ABAW_HEADER, AUS
-from data_manifest.cli_support import UserError
 from data_manifest.shared_files import write_text_atomic
+from data_manifest.user_error import UserError
 
 HEADER = "image_location," + ABAW_HEADER
 _ROW = re.compile(r"^(?P<track>.+)/(?P<frame>\d+)\.(jpg|png)$")

@@ -15,7 +15,7 @@ import json
 import os
 from typing import Any
 
-from data_manifest.cli_support import UserError
+from data_manifest.user_error import UserError
 
 # Files whose bytes define the numbers a model produces.
 _HASHED_SUFFIXES = (".json", ".safetensors", ".bin", ".pt", ".pth")

@@ -38,9 +38,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from data_manifest.cli_support import UserError
 from data_manifest.shared_files import write_text_atomic
 from data_manifest.source_signature import source_signature
+from data_manifest.user_error import UserError
 from extract.job.config import ExtractConfig
 from extract.job.group_fields import group_fields
 from extract.job.models import ModelCache

@@ -6,9 +6,16 @@ import argparse
 import sys
 from pathlib import Path
 
-from data_manifest.cli_support import UserError
-from extract.device import DEVICE_HELP
-from extract.job.config import ExtractConfig, parse_encoder_list
+from data_manifest.cli_options import (
+    add_command,
+    add_json,
+    add_manifest,
+    add_progress,
+    add_store,
+    add_tracks,
+)
+from data_manifest.user_error import UserError
+from extract.job.config import add_config_options, config_from_args
 from extract.job.shard import parse_shard
 
 EXAMPLE = """example:
@@ -21,78 +28,8 @@ EXAMPLE = """example:
 
 
 def _add_job_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--manifest", required=True, help="manifest.parquet from auwild-manifest")
-    p.add_argument(
-        "--visual",
-        default="",
-        help="visual encoders, name=HUB_ID_OR_FOLDER[,...]: dinov2, convnext",
-    )
-    p.add_argument(
-        "--audio",
-        default="",
-        help="audio encoders, name=HUB_ID_OR_FOLDER[,...]: wavlm, whisper; logmel takes none",
-    )
-    p.add_argument(
-        "--landmarks",
-        default="template",
-        type=_landmark_spec,
-        help="face and landmark backend fan | mediapipe | template, optionally :DETECTOR "
-        "(hog, haar, s3fd; e.g. template:s3fd on a GPU). template on full frames: hog",
-    )
-    p.add_argument("--device", default="auto", help=DEVICE_HELP)
-    p.add_argument("--batch-size", type=int, default=32, help="frames per encoder batch")
-    p.add_argument("--crop-size", type=int, default=224, help="aligned face crop side in pixels")
-    p.add_argument(
-        "--visual-input",
-        default="auto",
-        choices=["auto", "frames", "video"],
-        help="auto: the frames folder when the manifest has one, else the video",
-    )
-    p.add_argument(
-        "--detect-every", type=int, default=1, help="detect faces every k frames, track between"
-    )
-    p.add_argument(
-        "--visual-layer", type=int, default=None, help="hidden layer of the visual tokens"
-    )
-    p.add_argument("--audio-layers", default=None, help="audio layers to average, e.g. 6,9,12")
-    p.add_argument(
-        "--token-dtype", default="fp16", choices=["fp16", "int8"], help="patch token storage"
-    )
-    p.add_argument(
-        "--patch-pool", type=int, default=None, help="pool the patch grid to this side, e.g. 8"
-    )
-
-
-def _landmark_spec(text: str) -> str:
-    from extract.faces.base import parse_landmark_spec
-
-    try:
-        parse_landmark_spec(text)
-    except KeyError as exc:
-        raise argparse.ArgumentTypeError(str(exc).strip("\"'")) from None
-    return text
-
-
-def _config(args: argparse.Namespace) -> ExtractConfig:
-    visual = parse_encoder_list(args.visual, needs_source={"dinov2", "convnext"})
-    audio = parse_encoder_list(args.audio, needs_source={"wavlm", "whisper"})
-    if not visual and not audio:
-        raise UserError("nothing to extract: give --visual and/or --audio")
-    layers = tuple(int(x) for x in args.audio_layers.split(",")) if args.audio_layers else None
-    return ExtractConfig(
-        visual={k: str(v) for k, v in visual.items()},
-        audio=audio,
-        landmarks=args.landmarks,
-        device=args.device,
-        batch_size=args.batch_size,
-        crop_size=args.crop_size,
-        visual_input=args.visual_input,
-        detect_every=args.detect_every,
-        visual_layer=args.visual_layer,
-        audio_layers=layers,
-        token_dtype=args.token_dtype,
-        patch_pool=args.patch_pool,
-    )
+    add_manifest(p)
+    add_config_options(p)
 
 
 def _read_manifest(path: str):
@@ -107,10 +44,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     from extract.job.failures import failures_path
     from extract.job.runner import run_extraction
 
-    cfg = _config(args)
+    cfg = config_from_args(args)
     manifest = _read_manifest(args.manifest)
     shard = parse_shard(args.shard)
-    tracks = {t.strip() for t in args.tracks.split(",") if t.strip()} if args.tracks else None
+    tracks = set(args.tracks) if args.tracks is not None else None
     summary = run_extraction(
         manifest,
         args.store,
@@ -139,53 +76,42 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     from extract.job.bench import report, run_bench
 
-    cfg = _config(args)
+    cfg = config_from_args(args)
     manifest = _read_manifest(args.manifest)
     report(run_bench(manifest, cfg, track=args.track, repeats=args.repeat), args.json)
     return 0
 
 
-def register(sub, add_common_options) -> None:
-    p = sub.add_parser(
+def register(sub) -> None:
+    p = add_command(
+        sub,
         "run",
-        help="extract features for a manifest into a store",
+        "extract features for a manifest into a store",
         epilog=EXAMPLE,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _add_job_options(p)
-    p.add_argument("--store", required=True, help="store path or URL (features.zarr, s3://...)")
+    add_store(p)
     p.add_argument("--shard", default=None, help="i/N: this process's share of the manifest")
-    p.add_argument("--tracks", default=None, help="only these track ids, comma-separated")
+    add_tracks(p, "only these tracks")
     p.add_argument(
         "--overwrite",
         action="store_true",
         help="recompute the groups named here (--visual, --audio) in complete tracks too; other "
         "groups are kept, except in tracks whose sources changed, which are rewritten whole",
     )
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_progress(p)
     p.add_argument(
         "--no-consolidate",
         action="store_true",
         help="skip consolidating store metadata at the end (sharded runs skip it anyway)",
     )
-    add_common_options(p)
     p.set_defaults(func=cmd_run)
 
-    b = sub.add_parser(
-        "bench", help="end-to-end frames/s against encoder-only frames/s (the ceiling)"
-    )
+    b = add_command(sub, "bench", "end-to-end frames/s against encoder-only frames/s (the ceiling)")
     _add_job_options(b)
     b.add_argument("--track", default=None, help="track to time (default: the first with a video)")
     b.add_argument(
         "--repeat", type=int, default=1, help="time each rate this many times, keep the best"
     )
-    b.add_argument(
-        "--json",
-        nargs="?",
-        const="-",
-        default=None,
-        metavar="OUT",
-        help="JSON to OUT (a file), or to stdout when OUT is left out",
-    )
-    add_common_options(b)
+    add_json(b, "the timings")
     b.set_defaults(func=cmd_bench)

@@ -15,6 +15,7 @@ from typing import Any
 
 import pandas as pd
 
+from data_manifest.manifest import unusable_reason, usable_rows
 from data_manifest.source_signature import signature_change, source_signature
 from data_manifest.track_id import why_unsafe
 from extract.job.shard import Shard
@@ -111,6 +112,7 @@ def plan(
     ids = [str(t) for t in manifest["track_id"]] if "track_id" in manifest else []
     if only is not None:
         out.unknown = sorted(set(only) - set(ids))
+    usable = set(usable_rows(manifest)["track_id"].astype(str)) if ids else set()
     for i, row in enumerate(manifest.to_dict("records")):
         tid = str(row["track_id"])
         number = i + 1
@@ -118,11 +120,8 @@ def plan(
             continue
         if not shard.owns(tid):
             continue
-        status = str(row.get("status", "ok") or "ok")
-        if status != "ok":
-            error = str(row.get("error", "") or "")
-            why = f"status {status}" + (f": {error}" if error else "")
-            out.skipped_rows.append(SkippedRow(number, tid, why))
+        if tid not in usable:
+            out.skipped_rows.append(SkippedRow(number, tid, unusable_reason(row)))
             continue
         unsafe = why_unsafe(tid)
         if unsafe:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from data_manifest.cli_support import UserError
+from data_manifest.user_error import UserError
 from extract.job.config import ExtractConfig
 from extract.job.failures import Failure, FailureLog, failures_path
 from extract.job.group_fields import group_fields

@@ -9,7 +9,7 @@ from __future__ import annotations
 import zlib
 from dataclasses import dataclass
 
-from data_manifest.cli_support import UserError
+from data_manifest.user_error import UserError
 
 
 @dataclass(frozen=True)

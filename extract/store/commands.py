@@ -6,7 +6,8 @@ import argparse
 import json
 import sys
 
-from data_manifest.cli_support import UserError
+from data_manifest.cli_options import add_command, add_json, add_out, add_store, write_json
+from data_manifest.user_error import UserError
 from extract.store.fingerprint import FingerprintMismatch
 from extract.store.integrity import CorruptChunk, MissingChunk
 from extract.store.lease import TrackLeased
@@ -51,7 +52,8 @@ def _inspect(args: argparse.Namespace) -> int:
     from extract.store.inspect import format_inspect, inspect_store
 
     info = inspect_store(args.store, _storage_options(args))
-    print(json.dumps(info, indent=2) if args.json else format_inspect(info))
+    if not write_json(args.json, json.dumps(info, indent=2)):
+        print(format_inspect(info))
     return 0
 
 
@@ -60,9 +62,7 @@ def _verify(args: argparse.Namespace) -> int:
     from extract.store.verify import format_verify, format_verify_json, verify_store
 
     report = verify_store(args.store, _storage_options(args))
-    if args.json:
-        print(format_verify_json(report))
-    else:
+    if not write_json(args.json, format_verify_json(report)):
         print(format_verify(report), file=sys.stdout if report.ok else sys.stderr)
     return 0 if report.ok else 1
 
@@ -84,42 +84,33 @@ def _consolidate(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(subparsers, add_common_options) -> None:
+def register(subparsers) -> None:
     """Add the store sub-commands to `auwild-extract`."""
 
-    def common(p: argparse.ArgumentParser) -> None:
+    def command(name: str, help: str) -> argparse.ArgumentParser:
+        p = add_command(subparsers, name, help)
         p.add_argument(
             "--storage-options",
             metavar="JSON",
             help='fsspec options for remote stores, e.g. \'{"endpoint_url": "http://host:9000"}\'',
         )
-        add_common_options(p)
+        return p
 
-    p = subparsers.add_parser(
-        "inspect", help="tracks, frames, arrays, bytes per frame, fingerprints"
-    )
-    p.add_argument("store", help="store path or fsspec URL (s3://bucket/features.zarr)")
-    p.add_argument("--json", action="store_true", help="print JSON instead of text")
-    common(p)
+    p = command("inspect", "tracks, frames, arrays, bytes per frame, fingerprints")
+    add_store(p, positional=True)
+    add_json(p, "the summary")
     p.set_defaults(func=_inspect)
 
-    p = subparsers.add_parser(
-        "verify", help="check every complete track; non-zero exit on problems"
-    )
-    p.add_argument("store", help="store path or fsspec URL")
-    p.add_argument(
-        "--json", action="store_true", help="print the report as JSON (problems, leases, ...)"
-    )
-    common(p)
+    p = command("verify", "check every complete track; non-zero exit on problems")
+    add_store(p, positional=True)
+    add_json(p, "the report (problems, leases, ...)")
     p.set_defaults(func=_verify)
 
-    p = subparsers.add_parser("merge", help="copy the tracks of several stores into one")
+    p = command("merge", "copy the tracks of several stores into one")
     p.add_argument("stores", nargs="+", help="stores to merge (group fingerprints must agree)")
-    p.add_argument("--out", required=True, help="output store (created, or added to)")
-    common(p)
+    add_out(p, "output store (created, or added to)")
     p.set_defaults(func=_merge)
 
-    p = subparsers.add_parser("consolidate", help="write consolidated metadata (repeatable)")
-    p.add_argument("store", help="store path or fsspec URL")
-    common(p)
+    p = command("consolidate", "write consolidated metadata (repeatable)")
+    add_store(p, positional=True)
     p.set_defaults(func=_consolidate)

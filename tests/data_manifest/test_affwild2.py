@@ -4,8 +4,8 @@ import pytest
 
 from data_manifest.affwild2 import build_affwild2_manifest, read_track_list, split_side
 from data_manifest.cli import main
-from data_manifest.cli_support import UserError
 from data_manifest.manifest import read_manifest
+from data_manifest.user_error import UserError
 
 from .conftest import make_frames, make_labels, make_video
 

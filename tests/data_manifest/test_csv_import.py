@@ -3,9 +3,9 @@ from __future__ import annotations
 import pytest
 
 from data_manifest.cli import main
-from data_manifest.cli_support import UserError
 from data_manifest.csv_import import build_csv_manifest
 from data_manifest.manifest import read_manifest
+from data_manifest.user_error import UserError
 
 from .conftest import make_frames, make_labels, make_video
 

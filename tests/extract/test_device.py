@@ -7,7 +7,7 @@ import logging
 import pytest
 import torch
 
-from data_manifest.cli_support import UserError
+from data_manifest.user_error import UserError
 from extract.device import resolve_device
 from extract.job.commands import _add_job_options, _config
 from extract.job.config import ExtractConfig

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from data_manifest.cli_support import UserError
+from data_manifest.user_error import UserError
 from tests.train.store_factory import make_dataset
 from train import data as D
 from train.config import DataConfig

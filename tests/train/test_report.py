@@ -14,7 +14,7 @@ import pytest
 from sklearn.metrics import precision_recall_curve
 
 from data_manifest.aus import AUS
-from data_manifest.cli_support import UserError
+from data_manifest.user_error import UserError
 from tests.train.store_factory import make_dataset
 from train import report_figures as F
 from train.cli import main

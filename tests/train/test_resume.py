@@ -48,7 +48,7 @@ def test_resume_refuses_a_store_whose_fingerprints_changed(tmp_path):
     """The remaining epochs must not train on other features than the first ones."""
     import pytest
 
-    from data_manifest.cli_support import UserError
+    from data_manifest.user_error import UserError
 
     store_a, manifest_a = make_dataset(tmp_path / "a", n_train=2, n_val=1, n_test=0, frames=40)
     store_b, manifest_b = make_dataset(

@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 
 from data_manifest.aus import AUS
-from data_manifest.cli_support import UserError
+from data_manifest.user_error import UserError
 from train.data import fill_faceless
 from train.submission import (
     HEADER,

@@ -68,7 +68,7 @@ class AGSSMBlock(nn.Module):
         guided: audio enters the selection (False: a plain visual-only Mamba, the ablation).
         guide_c: C also sees the audio (else C is computed from the visual stream only).
         bidirectional: add a reversed-time scan (extraction is offline, the future is known).
-        scan_impl: selective_scan implementation ("auto", "torch", "ref", "cuda").
+        scan_impl: selective_scan implementation ("auto", "fused", "torch", "ref", "cuda").
     """
 
     def __init__(

@@ -17,14 +17,20 @@ Implementations, picked in `resolve_impl` (the one place that decides):
   it is solved by a work-efficient parallel scan (pairs are combined, the half-length problem is
   solved recursively, the other half filled in), any length, with a hand-written backward: the
   gradient of a linear recurrence is the same recurrence run backwards in time.
+- ``fused``: a small C++ kernel for the CPU (`train.models.scan_fused`, built at first use) that
+  runs the recurrence along time keeping only the (state,) vector of one channel, with a
+  hand-written backward (states recomputed per channel, reverse recurrence). No
+  (L, batch, dim, state) tensor is built, so it is not bound by memory passes like ``torch``.
 - ``cuda``: mamba-ssm's fused kernel when installed (`pip install 'auwild[cuda]'`).
-- ``auto``: ``cuda`` for CUDA tensors when mamba-ssm imports, else ``torch``. The environment
-  variable ``AUWILD_SCAN_IMPL`` overrides what ``auto`` picks (tests and benchmarks use it).
+- ``auto``: ``cuda`` for CUDA tensors when mamba-ssm imports; ``fused`` for CPU tensors when its
+  kernel built and loaded (a failed build logs one warning line); else ``torch``. The
+  environment variable ``AUWILD_SCAN_IMPL`` overrides what ``auto`` picks (tests and benchmarks
+  use it).
 
 Dtype rule (applied in `scan_inputs`, the one place, for every implementation): the scan runs in
 float32 with autocast off. u, delta, z, B and C are cast to float32 (float64 stays float64 for
-``ref`` and ``torch``), A, D and delta_bias are float32, all contiguous in their last dim; the
-output comes back in u's dtype. Why not cast delta down to u's bf16 instead, which would also
+``ref``, ``torch`` and ``fused``), A, D and delta_bias are float32, all contiguous in their last
+dim; the output comes back in u's dtype. Why not cast delta down to u's bf16 instead, which would also
 satisfy the kernel's check that u, delta, z (and a time-varying B, C) share one dtype? Under
 autocast on CUDA, softplus runs in float32, and delta sets the decay exp(delta * A) that is
 multiplied in at every step: rounding it to bf16 (8 significant bits, relative error up to
@@ -45,6 +51,8 @@ from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
+
+from train.models import scan_fused
 
 ENV_IMPL = "AUWILD_SCAN_IMPL"
 _CUDA_INSTALL = "pip install 'auwild[cuda]'"
@@ -295,6 +303,39 @@ def selective_scan_torch(
     return (out, last.to(out_dtype)) if return_last_state else out
 
 
+def selective_scan_fused(
+    u,
+    delta,
+    A,
+    B,
+    C,
+    D=None,
+    z=None,
+    delta_bias=None,
+    delta_softplus=False,
+    return_last_state=False,
+):
+    """The fused C++ kernel on the CPU: one pass along time per channel, state kept in registers."""
+    if u.device.type != "cpu":
+        raise RuntimeError("selective_scan impl 'fused' runs on the CPU; use 'torch' or 'cuda'")
+    if scan_fused.library() is None:
+        raise RuntimeError(
+            "selective_scan impl 'fused' needs its C++ kernel, which did not build (see the "
+            "warning logged above; a C++ compiler such as g++ is needed); use impl='torch'"
+        )
+    out_dtype = u.dtype
+    u, delta, A, B, C, _ = _prepare(u, delta, A, B, C, D, z, delta_bias, delta_softplus)
+
+    def time_major(t: torch.Tensor) -> torch.Tensor:  # -> (batch, groups, L, state)
+        return (t[:, None] if t.dim() == 3 else t).transpose(-1, -2).contiguous()
+
+    y, last = scan_fused.FusedScanFn.apply(
+        u.contiguous(), delta.contiguous(), A.contiguous(), time_major(B), time_major(C)
+    )  # y (batch, dim, L), last (batch, dim, state)
+    out = _finish(y, u, D, z, out_dtype)
+    return (out, last.to(out_dtype)) if return_last_state else out
+
+
 def selective_scan_cuda(
     u,
     delta,
@@ -342,6 +383,7 @@ def _cuda_kernel() -> Callable | None:
 SCAN_IMPLS: dict[str, Callable] = {
     "ref": selective_scan_ref,
     "torch": selective_scan_torch,
+    "fused": selective_scan_fused,
     "cuda": selective_scan_cuda,
 }
 
@@ -356,8 +398,11 @@ def resolve_impl(impl: str, u: torch.Tensor) -> str:
     if impl == "auto":
         impl = os.environ.get(ENV_IMPL, "auto") or "auto"
     if impl == "auto":
-        on_kernel_device = u.device.type in KERNEL_DEVICES
-        return "cuda" if (on_kernel_device and _cuda_kernel() is not None) else "torch"
+        if u.device.type in KERNEL_DEVICES and _cuda_kernel() is not None:
+            return "cuda"
+        if u.device.type == "cpu" and scan_fused.available():
+            return "fused"
+        return "torch"
     if impl not in SCAN_IMPLS:
         raise ValueError(f"unknown selective_scan impl {impl!r}; known: auto, {sorted(SCAN_IMPLS)}")
     return impl

@@ -65,7 +65,7 @@ def test_face_batches_with_a_timer_give_the_same_batches_and_time_each_stage(wor
 
 
 def test_bench_picks_the_track_the_job_would_extract(world, tmp_path):
-    from data_manifest.cli_support import UserError
+    from data_manifest.user_error import UserError
     from extract.job.bench import pick_track
 
     cfg = _cfg(world)

@@ -9,7 +9,7 @@ import os
 import numpy as np
 import pytest
 
-from data_manifest.cli_support import add_common_options, run_cli
+from data_manifest.cli_options import run_cli
 from extract.store import FingerprintMismatch, StoreReader, TokenStorage
 from extract.store import commands as store_commands
 from extract.store.consolidate import consolidate_store
@@ -22,7 +22,7 @@ from tests.extract.store.store_fixtures import ENC, register_all, small_writer, 
 def _cli(argv) -> int:
     parser = argparse.ArgumentParser(prog="auwild-extract")
     sub = parser.add_subparsers(dest="command", required=True)
-    store_commands.register(sub, add_common_options)
+    store_commands.register(sub)
     return run_cli(parser, argv)
 
 

@@ -9,14 +9,14 @@ import os
 import cv2
 import numpy as np
 
-from data_manifest.cli_support import add_common_options, run_cli
+from data_manifest.cli_options import run_cli
 from extract import visual_commands
 
 
 def _run(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="auwild-extract")
     sub = parser.add_subparsers(dest="command", required=True)
-    visual_commands.register(sub, add_common_options)
+    visual_commands.register(sub)
     return run_cli(parser, argv)
 
 

@@ -112,7 +112,8 @@ def test_linear_scan_any_length(length):
 def test_auto_and_env_knob(monkeypatch):
     u = torch.zeros(1, 1, 1)
     monkeypatch.delenv(scan.ENV_IMPL, raising=False)
-    assert resolve_impl("auto", u) == "torch"  # CPU tensor
+    # CPU tensor: the fused kernel when it built (tests/train/models/test_scan_fused.py)
+    assert resolve_impl("auto", u) == ("fused" if scan.scan_fused.available() else "torch")
     monkeypatch.setenv(scan.ENV_IMPL, "ref")
     assert resolve_impl("auto", u) == "ref"
     assert resolve_impl("torch", u) == "torch"  # an explicit choice wins
