@@ -27,17 +27,9 @@ from pathlib import Path
 
 import numpy as np
 
+from extract.job.bench import STAGES  # the bench's stage columns, in its order
+
 HERE = Path(__file__).resolve().parent
-STAGES = (
-    "decode",
-    "detect",
-    "landmarks",
-    "warp",
-    "encode_visual",
-    "decode_audio",
-    "encode_audio",
-    "write",
-)
 
 
 def _prepare(tmp: Path, frames: int, width: int, height: int) -> tuple[Path, Path]:

@@ -298,8 +298,9 @@ def run_extraction(
         if p.reason == "changed":
             summary.rewritten.append((p.track_id, p.change, p.dropped))
         if result.face_rate is not None and result.face_rate < LOW_FACE_RATE:
+            # listed in the summary table only: the log line is the face backend's, said once
+            # by `end_track()` at the end of the track's visual pass (stages.run_visual)
             summary.low_faces.append((p.track_id, result.face_rate))
-            log.warning("%s: a face in only %.0f%% of frames", p.track_id, 100 * result.face_rate)
         dt = time.perf_counter() - t_track
         log.info(
             "%s: %d frames (%s: %s) in %.1f s, %.1f frames/s",

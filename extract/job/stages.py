@@ -6,6 +6,10 @@ the decode and face stages run in a prefetch thread while the encoders run in th
 thread and the writes in a writer thread, and each error carries its own stage across.
 
 Array paths come from extract/store/schema.py only.
+
+`face_batches` takes an optional `timer(stage, seconds)`: with one it reports the seconds of
+decode, detect, landmarks and warp per batch (the bench's breakdown); without one it times
+nothing.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
@@ -29,6 +34,8 @@ from extract.job.timeline import frame_ends, regular_times, video_frame_times
 from extract.store import schema
 
 log = logging.getLogger("auwild.extract")
+
+Timer = Callable[[str, float], None]  # (stage, seconds): called once per batch and stage
 
 FACE_ARRAYS = {  # batch key -> array path
     "valid": schema.FACE_VALID,
@@ -127,12 +134,26 @@ def uses_frames(plan: TrackPlan, cfg: ExtractConfig) -> bool:
     return bool(frames_dir) and cfg.visual_input in ("auto", "frames")
 
 
+def start_faces(plan: TrackPlan, cfg: ExtractConfig, models: ModelCache):
+    """(landmark backend reset for this track, whether its input is the frames folder, the
+    per-track fields of its face and visual groups)."""
+    use_frames = uses_frames(plan, cfg)
+    backend = models.backend(aligned_input=use_frames)
+    backend.reset(side=plan.row.get("side") or "none", track=plan.track_id)
+    return backend, use_frames, {"aligned_input": use_frames, **backend.fingerprint_fields()}
+
+
 def face_batches(
-    plan: TrackPlan, n_frames: int, cfg: ExtractConfig, backend, use_frames: bool
+    plan: TrackPlan,
+    n_frames: int,
+    cfg: ExtractConfig,
+    backend,
+    use_frames: bool,
+    timer: Timer | None = None,
 ) -> Iterator[dict[str, np.ndarray]]:
-    """Decode -> faces -> align -> regions, one batch at a time (stages decode and faces)."""
-    from extract.align import crop_affine, map_points, warp_crops
-    from extract.regions import region_boxes
+    """Decode -> faces -> align -> regions, one batch at a time (stages decode and faces).
+
+    `timer`, when given, gets the seconds of decode, detect, landmarks and warp of each batch."""
     from extract.video import iter_frames_folder, iter_video_frames
 
     bs, crop = cfg.batch_size, cfg.crop_size
@@ -151,7 +172,7 @@ def face_batches(
     start = 0
     while True:
         with stage("decode"):
-            item = next(source, None)
+            item = timed(timer, "decode", next, source, None)
         if item is None:
             break
         present, frames = item
@@ -164,21 +185,21 @@ def face_batches(
         n = min(len(frames), n_frames - start)
         with stage("faces"):
             frames, present = frames[:n], present[:n]
-            faces = backend(frames)
+            faces = find_faces(backend, frames, timer)
             valid = np.asarray(faces.valid, bool) & present  # (n,)
-            affine = crop_affine(faces.landmarks, crop)  # (n, 2, 3)
-            crops = warp_crops(frames, affine, crop)  # (n, S, S, 3)
-            crop_lm = map_points(faces.landmarks, affine)  # (n, 68, 2)
-            rois = region_boxes(crop_lm, crop)  # (n, R, 4)
+            affine, crops, rois, crop_lm = timed(
+                timer, "warp", align_faces, frames, faces.landmarks, crop
+            )
             batch = {
                 "start": start,
                 "valid": valid,
                 "box": np.asarray(faces.box, np.float32),
                 "landmarks": np.asarray(faces.landmarks, np.float32),
-                "align": affine.astype(np.float32),
-                "rois": rois.astype(np.float32),
+                "align": affine,
+                "rois": rois,
                 "crops": crops,
-                "crop_landmarks": (crop_lm / crop).astype(np.float32),  # (n, 68, 2) in [0, 1]
+                "crop_landmarks": crop_lm,  # (n, 68, 2) in [0, 1]
+                "frame_hw": frames.shape[1:3],  # (H, W) of the source frames
             }
         yield batch
         start += n
@@ -189,6 +210,52 @@ def face_batches(
             start,
             n_frames,
         )
+
+
+def timed(timer: Timer | None, name: str, fn: Callable, *args):
+    """fn(*args); its seconds go to `timer` under `name` when there is a timer."""
+    if timer is None:
+        return fn(*args)
+    t0 = time.perf_counter()
+    out = fn(*args)
+    timer(name, time.perf_counter() - t0)
+    return out
+
+
+def find_faces(backend, frames: np.ndarray, timer: Timer | None = None):
+    """backend(frames); with a timer, its seconds split into detect (the backend's own count of
+    its detector's seconds, where it keeps one) and landmarks (the rest of the call)."""
+    if timer is None:
+        return backend(frames)
+    timings = getattr(backend, "timings", {})
+    before = timings.get("detect", 0.0)
+    t0 = time.perf_counter()
+    faces = backend(frames)
+    seconds = time.perf_counter() - t0
+    detect = timings.get("detect", 0.0) - before
+    timer("detect", detect)
+    timer("landmarks", seconds - detect)
+    return faces
+
+
+def align_faces(
+    frames: np.ndarray, landmarks: np.ndarray, crop: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(affine (n, 2, 3) float32, crops (n, S, S, 3), region boxes (n, R, 4) float32,
+    landmarks in the crop (n, 68, 2) float32 in [0, 1])."""
+    from extract.align import crop_affine, map_points, warp_crops
+    from extract.regions import region_boxes
+
+    affine = crop_affine(landmarks, crop)  # (n, 2, 3)
+    crops = warp_crops(frames, affine, crop)  # (n, S, S, 3)
+    crop_lm = map_points(landmarks, affine)  # (n, 68, 2) crop pixels
+    rois = region_boxes(crop_lm, crop)  # (n, R, 4)
+    return (
+        affine.astype(np.float32),
+        crops,
+        rois.astype(np.float32),
+        (crop_lm / crop).astype(np.float32),
+    )
 
 
 # ---- visual -----------------------------------------------------------------------------------
@@ -215,6 +282,70 @@ class Writes:
             fut.result()
 
 
+class VisualArrays:
+    """The face and visual arrays of one track: created at the first batch, written per batch
+    through the writer thread, their groups finished at the end (the job's and the bench's)."""
+
+    def __init__(
+        self,
+        tw,
+        n_frames: int,
+        groups: list[str],
+        shapes: dict[str, dict[str, tuple[int, ...]]],  # encoder -> output key -> shape
+        cfg: ExtractConfig,
+        writes: Writes,
+    ):
+        self.tw, self.n_frames, self.groups, self.shapes = tw, n_frames, groups, shapes
+        self.cfg, self.writes = cfg, writes
+        self.faces = schema.FACE_GROUP in groups
+        self.created = False
+
+    def _create(self, batch: dict[str, np.ndarray]) -> None:
+        from extract.store import TokenStorage
+
+        self.created = True
+        with stage("write"):
+            if self.faces:
+                for key, path in FACE_ARRAYS.items():
+                    self.tw.create_array(
+                        path, shape=(self.n_frames, *batch[key].shape[1:]), dtype=batch[key].dtype
+                    )
+            for name, outputs in self.shapes.items():
+                for key, shape in outputs.items():
+                    storage = None
+                    if key == "patch":
+                        storage = TokenStorage(kind=self.cfg.token_dtype, pool=self.cfg.patch_pool)
+                    self.tw.create_array(
+                        visual_array(name, key),
+                        shape=(self.n_frames, *shape),
+                        dtype="float16",
+                        storage=storage,
+                    )
+
+    def add_faces(self, batch: dict[str, np.ndarray]) -> None:
+        """Queue the batch's face arrays (creating every array at the first batch)."""
+        if not self.created:
+            self._create(batch)
+        if self.faces:
+            for key, path in FACE_ARRAYS.items():
+                self.writes.submit(self.tw.write, path, batch["start"], batch[key])
+
+    def add_encoded(self, name: str, start: int, out: dict[str, np.ndarray]) -> None:
+        """Queue encoder `name`'s outputs for frames start.. (after `add_faces` of the batch)."""
+        for key, values in out.items():
+            self.writes.submit(self.tw.write, visual_array(name, key), start, values)
+
+    def finish(self, mode: dict[str, Any], encoders: dict[str, Any]) -> None:
+        """Wait for the writes, then finish the face group and each encoder's group."""
+        self.writes.drain()
+        with stage("write"):
+            if self.faces:
+                self.tw.finish_group(schema.FACE_GROUP, track_fields=mode)
+            for name, enc in encoders.items():
+                fields = {**mode, "encoder": enc.fingerprint_fields()}
+                self.tw.finish_group(schema.visual_group(name), track_fields=fields)
+
+
 def run_visual(
     plan: TrackPlan,
     tw,
@@ -226,67 +357,33 @@ def run_visual(
     advance: Callable[[int], None],
 ) -> float | None:
     """Faces and visual encoders of one track; returns the face rate when faces are written."""
-    from extract.store import TokenStorage
-
     encoders = [g.split("/", 1)[1] for g in groups if g.startswith("visual/")]
     with stage("faces"):
-        use_frames = uses_frames(plan, cfg)
-        backend = models.backend(aligned_input=use_frames)
-        backend.reset(side=plan.row.get("side") or "none")
-        mode = {"aligned_input": use_frames, **backend.fingerprint_fields()}
+        backend, use_frames, mode = start_faces(plan, cfg, models)
     loaded: dict[str, Any] = {}
     shapes: dict[str, dict[str, tuple[int, ...]]] = {}
     for name in encoders:
         with stage(f"visual:{name}"):
             loaded[name] = models.visual(name)
             shapes[name] = loaded[name].outputs  # one dry run: the encoder's own stage
-    created = False
+    arrays = VisualArrays(tw, n_frames, groups, shapes, cfg, writes)
     faces = 0
-    frames = 0
     batches = face_batches(plan, n_frames, cfg, backend, use_frames)
     for batch in prefetch(batches, depth=2):
-        start = batch["start"]
-        if not created:
-            created = True
-            with stage("write"):
-                if schema.FACE_GROUP in groups:
-                    for key, path in FACE_ARRAYS.items():
-                        tw.create_array(
-                            path, shape=(n_frames, *batch[key].shape[1:]), dtype=batch[key].dtype
-                        )
-                for name in loaded:
-                    for key, shape in shapes[name].items():
-                        storage = None
-                        if key == "patch":
-                            storage = TokenStorage(kind=cfg.token_dtype, pool=cfg.patch_pool)
-                        tw.create_array(
-                            visual_array(name, key),
-                            shape=(n_frames, *shape),
-                            dtype="float16",
-                            storage=storage,
-                        )
-        if schema.FACE_GROUP in groups:
-            for key, path in FACE_ARRAYS.items():
-                writes.submit(tw.write, path, start, batch[key])
+        arrays.add_faces(batch)
         for name, enc in loaded.items():
             with stage(f"visual:{name}"):
                 out = encode_visual(enc, batch["crops"], batch["valid"], batch)
-            for key, values in out.items():
-                writes.submit(tw.write, visual_array(name, key), start, values)
+            arrays.add_encoded(name, batch["start"], out)
         faces += int(batch["valid"].sum())
-        frames += len(batch["valid"])
         advance(len(batch["valid"]))
-    if not created:
+    # the backend says the track's low-face-rate warning, once (the job summary only lists it)
+    backend.end_track()
+    if not arrays.created:
         raise StageError(
             "decode", RuntimeError(f"track {plan.track_id}: no frames could be decoded")
         )
-    writes.drain()
-    with stage("write"):
-        if schema.FACE_GROUP in groups:
-            tw.finish_group(schema.FACE_GROUP, track_fields=mode)
-        for name, enc in loaded.items():
-            fields = {**mode, "encoder": enc.fingerprint_fields()}
-            tw.finish_group(schema.visual_group(name), track_fields=fields)
+    arrays.finish(mode, loaded)
     # frames past the end of the decoded stream have no face (zeros, valid False)
     return faces / n_frames if (schema.FACE_GROUP in groups and n_frames) else None
 
@@ -347,48 +444,75 @@ def run_audio(
     plan: TrackPlan, tw, times: np.ndarray, groups: list[str], models: ModelCache
 ) -> None:
     """Audio encoders pooled onto the frame times, and audio/valid."""
-    from extract.audio_align import pool_to_frames
-    from extract.audio_decode import load_audio
-
-    n_frames = len(times)
-    video = plan.row.get("video") or ""
     with stage("audio:decode"):
-        audio = load_audio(video) if video else None  # cached per file: _left/_right share it
-    ok = audio is not None and audio.valid
-    if not ok:
-        reason = audio.reason if audio is not None else "no video, so no audio"
-        log.warning(
-            "%s: audio not usable (%s); audio arrays are zeros, audio/valid False",
-            plan.track_id,
-            reason,
-        )
+        audio = track_audio(plan)  # cached per file: _left/_right share it
     ends = frame_ends(times)
     for group in groups:
         if group == schema.AUDIO_VALID_GROUP:
             continue
         name = group.split("/", 1)[1]
-        path = schema.audio_features(name)
         with stage(f"audio:{name}"):
             enc = models.audio(name)
-            pooled = np.zeros((n_frames, enc.dim), np.float32)
-            if ok:
-                feats, starts, stops = enc.encode(audio)
-                pooled, _ = pool_to_frames(feats, starts, stops, times, ends)
-        with stage("write"):
-            tw.create_array(path, shape=(n_frames, enc.dim), dtype="float16")
-            tw.write(path, 0, pooled.astype(np.float16))
-            # the loaded encoder's own fields; whether the track had audio is in audio/valid,
-            # not here: tracks whose per-track fields differ do not mix in one training set
-            tw.finish_group(group, track_fields={"encoder": enc.fingerprint_fields()})
+            pooled = pool_audio(enc, audio, times, ends)
+        write_audio(tw, name, enc, pooled)
     if schema.AUDIO_VALID_GROUP in groups:
-        valid = np.zeros(n_frames, bool)
-        if ok:  # a frame has audio when its time lies inside the decoded audio
-            audio_end = audio.start + len(audio.samples) / audio.sr
-            valid = (times >= audio.start - 1e-6) & (times < audio_end)
-        with stage("write"):
-            tw.create_array(schema.AUDIO_VALID, shape=(n_frames,), dtype="bool")
-            tw.write(schema.AUDIO_VALID, 0, valid)
-            tw.finish_group(schema.AUDIO_VALID_GROUP)
+        write_audio_valid(tw, audio_valid(audio, times))
+
+
+def track_audio(plan: TrackPlan, cache: bool = True):
+    """The track's decoded audio, or None (said in one line) when it has none that is usable."""
+    from extract.audio_decode import load_audio
+
+    video = plan.row.get("video") or ""
+    audio = load_audio(video, cache=cache) if video else None
+    if audio is not None and audio.valid:
+        return audio
+    reason = audio.reason if audio is not None else "no video, so no audio"
+    log.warning(
+        "%s: audio not usable (%s); audio arrays are zeros, audio/valid False",
+        plan.track_id,
+        reason,
+    )
+    return None
+
+
+def pool_audio(enc, audio, times: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """Encoder features pooled onto the frames (T, dim) float32; zeros without audio."""
+    from extract.audio_align import pool_to_frames
+
+    if audio is None:
+        return np.zeros((len(times), enc.dim), np.float32)
+    feats, starts, stops = enc.encode(audio)
+    pooled, _ = pool_to_frames(feats, starts, stops, times, ends)
+    return pooled
+
+
+def audio_valid(audio, times: np.ndarray) -> np.ndarray:
+    """(T,) bool: the frame's time lies inside the decoded audio."""
+    if audio is None:
+        return np.zeros(len(times), bool)
+    audio_end = audio.start + len(audio.samples) / audio.sr
+    return (times >= audio.start - 1e-6) & (times < audio_end)
+
+
+def write_audio(tw, name: str, enc, pooled: np.ndarray) -> None:
+    """Audio encoder `name`'s group of one track."""
+    path = schema.audio_features(name)
+    with stage("write"):
+        tw.create_array(path, shape=pooled.shape, dtype="float16")
+        tw.write(path, 0, pooled.astype(np.float16))
+        # the loaded encoder's own fields; whether the track had audio is in audio/valid,
+        # not here: tracks whose per-track fields differ do not mix in one training set
+        tw.finish_group(
+            schema.audio_group(name), track_fields={"encoder": enc.fingerprint_fields()}
+        )
+
+
+def write_audio_valid(tw, valid: np.ndarray) -> None:
+    with stage("write"):
+        tw.create_array(schema.AUDIO_VALID, shape=valid.shape, dtype="bool")
+        tw.write(schema.AUDIO_VALID, 0, valid)
+        tw.finish_group(schema.AUDIO_VALID_GROUP)
 
 
 # ---- background prefetch ----------------------------------------------------------------------
