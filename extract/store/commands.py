@@ -1,4 +1,4 @@
-"""`auwild-extract inspect | verify | merge | consolidate`: thin wrappers over the store library."""
+"""`auwild-extract inspect | verify | merge | consolidate | transcode`: thin wrappers over the store library."""
 
 from __future__ import annotations
 
@@ -84,6 +84,19 @@ def _consolidate(args: argparse.Namespace) -> int:
     return 0
 
 
+@_user_errors
+def _transcode(args: argparse.Namespace) -> int:
+    from extract.store.quantize import TokenStorage
+    from extract.store.transcode import transcode_store
+
+    storage = TokenStorage(kind=args.token_dtype, pool=args.patch_pool)
+    done = transcode_store(args.store, args.out, storage, storage_options=_storage_options(args))
+    print(
+        f"{args.out}: {len(done)} tracks copied with patch tokens {storage.kind}, pool {storage.pool}"
+    )
+    return 0
+
+
 def register(subparsers, add_common_options) -> None:
     """Add the store sub-commands to `auwild-extract`."""
 
@@ -123,3 +136,13 @@ def register(subparsers, add_common_options) -> None:
     p.add_argument("store", help="store path or fsspec URL")
     common(p)
     p.set_defaults(func=_consolidate)
+
+    p = subparsers.add_parser(
+        "transcode", help="copy a store with its patch tokens stored another way (int8, pooled)"
+    )
+    p.add_argument("store", help="source store path or fsspec URL")
+    p.add_argument("out", help="new store (created, or its missing tracks added)")
+    p.add_argument("--token-dtype", default="int8", choices=["fp16", "int8"])
+    p.add_argument("--patch-pool", type=int, default=None, help="pool the grid to this side")
+    common(p)
+    p.set_defaults(func=_transcode)
