@@ -69,7 +69,7 @@ from extract.store.fingerprint import (
 from extract.store.integrity import expected_chunk_files
 from extract.store.lease import LEASE_STALE_AFTER, Lease, LeaseLost
 from extract.store.location import StoreLocation, StoreNotFound
-from extract.store.quantize import TokenStorage
+from extract.store.quantize import EncodedTokens, TokenStorage
 from extract.store.schema import (
     SCHEMA_VERSION,
     STATUS_ATTR,
@@ -651,14 +651,23 @@ class TrackWriter:
                 },  # every chunk exists: a missing file is a fault
             )
 
-    def write(self, name: str, start: int, values: np.ndarray) -> None:
-        """Append `values` (n, ...) at frame `start`; writes must come in order, any sizes."""
+    def write(self, name: str, start: int, values: np.ndarray | EncodedTokens) -> None:
+        """Append `values` (n, ...) at frame `start`; writes must come in order, any sizes.
+
+        Patch tokens may come already encoded (EncodedTokens from an encoder that quantised or
+        pooled them on its device); they must be in the array's storage and are stored as is."""
         st = self._arrays.get(name)
         if st is None:
             raise KeyError(
                 f"track {self.track_id!r}: create_array({name!r}, ...) before writing it"
             )
-        values = np.asarray(values)
+        encoded = values if isinstance(values, EncodedTokens) else None
+        if encoded is not None and encoded.storage != st.storage:
+            raise ValueError(
+                f"track {self.track_id!r} array {name!r}: tokens encoded as {encoded.storage}, "
+                f"the array stores {st.storage}"
+            )
+        values = encoded if encoded is not None else np.asarray(values)
         if start != st.pos:
             raise ValueError(
                 f"track {self.track_id!r} array {name!r}: writes must be in order; expected start "
@@ -676,7 +685,9 @@ class TrackWriter:
             )
         if n == 0:
             return
-        if st.storage is not None:
+        if encoded is not None:
+            enc, scale = encoded.values, encoded.scale
+        elif st.storage is not None:
             enc, scale = st.storage.encode(values)
         else:
             enc, scale = values.astype(st.dtype, copy=False), None

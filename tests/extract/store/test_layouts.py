@@ -86,3 +86,75 @@ def test_transcoded_store_equals_direct_write(tmp_path, target):
     assert fields["token_kind"] == target.kind and fields["token_pool"] == target.pool
     r.require_groups([PATCH, "face/valid"])
     assert transcode_store(src, dst, target) == []  # complete tracks are kept, not rewritten
+
+
+@pytest.mark.parametrize(
+    "storage",
+    [TokenStorage("int8"), TokenStorage("int8", pool=8), TokenStorage("fp16", pool=8)],
+    ids=lambda s: f"{s.kind}-pool{s.pool}",
+)
+def test_device_encoding_matches_host_reference(storage):
+    torch = pytest.importorskip("torch")
+    from extract.store.quantize import encode_torch
+
+    rng = np.random.default_rng(3)
+    x = (rng.normal(size=(6, 16, 16, 48)) * rng.uniform(0.1, 5, (6, 16, 16, 1))).astype(np.float32)
+    x[0, 0, 0] = 0  # an all-zero token: scale 0, values 0
+    q_ref, s_ref = storage.encode(x)
+    q, s = encode_torch(storage, torch.from_numpy(x))
+    q = q.numpy()
+    assert q.dtype == q_ref.dtype and q.shape == q_ref.shape
+    if storage.kind == "fp16":
+        assert np.allclose(q.astype(np.float32), q_ref.astype(np.float32), rtol=2e-3, atol=1e-6)
+        return
+    s = s.numpy()
+    assert np.allclose(s, s_ref, rtol=1e-6, atol=0)
+    diff = np.abs(q.astype(np.int16) - q_ref.astype(np.int16))
+    assert diff.max() <= 1 and (diff == 0).mean() > 0.999  # pooling sums in another order
+    if storage.pool is None:
+        assert np.array_equal(q, q_ref)  # same arithmetic without pooling: bit-identical
+    deq = q.astype(np.float32) * s[..., None]
+    ref = numpy_pool(x, storage.pool) if storage.pool else x
+    assert np.all(np.abs(deq - ref) <= s[..., None] * 1.5 + 1e-6)
+
+
+def test_encoder_quantises_on_device_and_writer_stores_it(tmp_path):
+    pytest.importorskip("torch")
+    from extract.encoders import load_visual_encoder
+    from extract.store.quantize import EncodedTokens
+    from extract.tiny_models import write_tiny_models
+
+    models = write_tiny_models(tmp_path / "models", ("dinov2",))
+    storage = TokenStorage("int8", pool=2)
+    plain = load_visual_encoder("dinov2", models["dinov2"], device="cpu", batch_size=3)
+    enc = load_visual_encoder(
+        "dinov2", models["dinov2"], device="cpu", batch_size=3, token_storage=storage
+    )
+    assert enc.outputs == plain.outputs  # (h, w, D) of the tokens before encoding
+    crops = np.random.default_rng(0).integers(0, 255, (7, 56, 56, 3), dtype=np.uint8)
+    ref = plain.encode(crops)["patch"]  # (7, 4, 4, D) float32
+    got = enc.encode(crops)["patch"]
+    assert isinstance(got, EncodedTokens) and got.shape == ref.shape
+    assert got.values.dtype == np.int8 and got.values.shape == (7, 2, 2, ref.shape[-1])
+    q_ref, s_ref = storage.encode(ref)
+    assert np.allclose(got.scale, s_ref, rtol=1e-5)
+    assert np.abs(got.values.astype(int) - q_ref).max() <= 1
+    # the writer keeps encoded tokens as they are; scattered into a longer track with zeros
+    w = small_writer(str(tmp_path / "s.zarr"))
+    w.register_group(f"visual/{ENC}", storage.fingerprint_fields())
+    full = got.scatter(np.array([0, 1, 2, 4, 5, 6, 8]), 9)
+    with w.open_track("t", n_frames=9) as tw:
+        tw.create_array("time", (9,), "float64")
+        tw.write("time", 0, np.arange(9.0))
+        tw.create_array(PATCH, full.shape, "float16", storage=storage)
+        tw.write(PATCH, 0, EncodedTokens.concat([full]))
+        tw.finish_group(f"visual/{ENC}")
+    r = StoreReader(str(tmp_path / "s.zarr"))
+    assert np.array_equal(r.read("t", PATCH, dequantize=False), full.values)
+    assert np.array_equal(r.read("t", PATCH)[3], np.zeros_like(r.read("t", PATCH)[3]))
+    with pytest.raises(ValueError, match="encoded as"):
+        w2 = small_writer(str(tmp_path / "s2.zarr"))
+        w2.register_group(f"visual/{ENC}", {})
+        with w2.open_track("t", n_frames=9) as tw:
+            tw.create_array(PATCH, full.shape, "float16", storage=TokenStorage("int8"))
+            tw.write(PATCH, 0, full)
