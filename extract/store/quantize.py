@@ -30,6 +30,8 @@ class TokenStorage:
 
     kind: str = "fp16"  # "fp16" or "int8" (int8 adds a float32 scale per token)
     pool: int | None = None  # side of the stored grid after average pooling (None: keep h x w)
+    # A grid no larger than `pool` on both sides is kept as it is (a small model's 4 x 4 grid
+    # under the default 8); a larger grid must be a multiple of it.
 
     def __post_init__(self) -> None:
         if self.kind not in TOKEN_KINDS:
@@ -52,23 +54,29 @@ class TokenStorage:
     def from_attrs(cls, attrs: dict) -> TokenStorage:
         return cls(kind=attrs["kind"], pool=attrs.get("pool"))
 
+    def pool_side(self, h: int, w: int) -> int | None:
+        """The side the (h, w) grid is pooled to, or None when it is kept."""
+        if self.pool is None or (h <= int(self.pool) and w <= int(self.pool)):
+            return None
+        p = int(self.pool)
+        if h % p or w % p:
+            raise ValueError(f"patch grid {h}x{w} cannot be pooled to {p}x{p} (not a divisor)")
+        return p
+
     def stored_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
         """(T, h, w, D) -> the shape kept in the store."""
         if len(shape) != 4:
             raise ValueError(f"patch tokens must be (T, h, w, D), got shape {tuple(shape)}")
         t, h, w, d = shape
-        if self.pool is None:
-            return (t, h, w, d)
-        p = int(self.pool)
-        if h % p or w % p:
-            raise ValueError(f"patch grid {h}x{w} cannot be pooled to {p}x{p} (not a divisor)")
-        return (t, p, p, d)
+        p = self.pool_side(h, w)
+        return (t, h, w, d) if p is None else (t, p, p, d)
 
     def encode(self, tokens: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """(n, h, w, D) float -> (stored tokens, per-token scale (n, h', w') float32 or None)."""
         x = np.asarray(tokens)
-        if self.pool is not None:
-            x = pool_grid(x, int(self.pool))
+        side = self.pool_side(x.shape[1], x.shape[2]) if x.ndim == 4 else None
+        if side is not None:
+            x = pool_grid(x, side)
         if self.kind == "fp16":
             return x.astype(np.float16), None
         return quantize_int8(x)
@@ -117,13 +125,9 @@ def encode_torch(storage: TokenStorage, tokens: Any) -> tuple[Any, Any | None]:
     import torch.nn.functional as F
 
     x = tokens.float()  # (n, h, w, D)
-    if storage.pool is not None:
-        n, h, w, d = x.shape
-        side = int(storage.pool)
-        if h % side or w % side:
-            raise ValueError(
-                f"patch grid {h}x{w} cannot be pooled to {side}x{side} (not a divisor)"
-            )
+    side = storage.pool_side(int(x.shape[1]), int(x.shape[2]))
+    if side is not None:
+        h, w = int(x.shape[1]), int(x.shape[2])
         x = F.avg_pool2d(x.permute(0, 3, 1, 2), (h // side, w // side))  # (n, D, s, s)
         x = x.permute(0, 2, 3, 1)  # (n, s, s, D)
     if storage.kind == "fp16":

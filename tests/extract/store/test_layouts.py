@@ -158,3 +158,18 @@ def test_encoder_quantises_on_device_and_writer_stores_it(tmp_path):
         with w2.open_track("t", n_frames=9) as tw:
             tw.create_array(PATCH, full.shape, "float16", storage=TokenStorage("int8"))
             tw.write(PATCH, 0, full)
+
+
+def test_grid_no_larger_than_the_pool_is_kept():
+    torch = pytest.importorskip("torch")
+    from extract.store.quantize import encode_torch
+
+    storage = TokenStorage("int8", pool=8)
+    x = np.random.default_rng(0).normal(size=(2, 4, 4, 6)).astype(np.float32)
+    assert storage.stored_shape(x.shape) == x.shape
+    q, s = storage.encode(x)
+    assert q.shape == x.shape and s.shape == (2, 4, 4)
+    assert encode_torch(storage, torch.from_numpy(x))[0].shape == x.shape
+    assert storage.stored_shape((2, 16, 16, 6)) == (2, 8, 8, 6)
+    with pytest.raises(ValueError, match="cannot be pooled"):
+        storage.stored_shape((2, 12, 12, 6))  # larger and not a multiple: refused, not guessed
