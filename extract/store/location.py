@@ -150,6 +150,8 @@ class StoreLocation:
     def files(self, key: str) -> dict[str, int]:
         """{key relative to the store root: size in bytes} of every file under `key`."""
         base = self.path(key)
+        if self.local:
+            return self._local_files(base)
         try:
             found = self.fs.find(base, detail=True)
         except FileNotFoundError:
@@ -163,6 +165,32 @@ class StoreLocation:
             if base.startswith(".tmp-") or base.endswith(".partial"):
                 continue  # an unfinished atomic write (ours, or zarr's) of another process
             out[rel] = int(info.get("size") or 0)
+        return out
+
+    def _local_files(self, base: str) -> dict[str, int]:
+        """`files` on a local disk: os.scandir (fsspec's find stats every entry twice, which
+        costs the writer a third of its time on a track of one-file chunks)."""
+        prefix = self.root + "/"
+        out: dict[str, int] = {}
+        stack = [os.path.abspath(base)]
+        while stack:
+            folder = stack.pop()
+            try:
+                entries = list(os.scandir(folder))
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            for e in entries:
+                if e.is_dir(follow_symlinks=False):
+                    stack.append(e.path)
+                    continue
+                if e.name.startswith(".tmp-") or e.name.endswith(".partial"):
+                    continue  # an unfinished atomic write (ours, or zarr's) of another process
+                try:
+                    size = e.stat(follow_symlinks=False).st_size
+                except FileNotFoundError:
+                    continue  # removed while listing
+                rel = e.path[len(prefix) :] if e.path.startswith(prefix) else e.path
+                out[rel] = int(size)
         return out
 
     def delete(self, key: str) -> None:
