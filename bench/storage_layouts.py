@@ -56,6 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--epochs", type=int, default=20)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--layouts", nargs="+", default=[n for n, _, _ in LAYOUTS])
+    ap.add_argument("--rows", nargs="+", default=list(ROWS), help="ablation rows to train")
     args = ap.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -64,34 +65,64 @@ def main(argv: list[str] | None = None) -> int:
     fp16 = out / "fp16.zarr"
     if not (fp16 / "zarr.json").exists():
         extract(manifest, fp16, f"dinov2={dinov2}", f"wavlm={models / 'wavlm'},logmel",
-                "--no-progress", "--token-dtype", "fp16")  # fmt: skip
+                "--no-progress", "--token-dtype", "fp16", "--patch-pool", "0")  # fmt: skip
     overrides = [o for o in SYNTH_OVERRIDES if not o.startswith("optim.epochs=")]
     overrides.append(f"optim.epochs={args.epochs}")
-    table = []
-    for name, kind, pool in LAYOUTS:
-        if name not in args.layouts:
-            continue
-        store = fp16
-        if name != "fp16":
-            store = out / f"{name}.zarr"
-            if not (store / "zarr.json").exists():
-                cmd = ["extract", "transcode", str(fp16), str(store), "--token-dtype", kind]
-                if pool:
-                    cmd += ["--patch-pool", str(pool)]
-                step(*cmd)
-        runs = out / f"ablation_{name}"
-        if not (runs / "ablation.csv").exists():
-            ablate(store, manifest, runs, 1, [*overrides, "--rows", *ROWS])
-        df = pd.read_csv(runs / "ablation.csv").set_index("row")
-        patch = next(store.glob("tracks/*/visual/dinov2/patch/zarr.json"))
-        shape = json.loads(patch.read_text())["shape"]
-        table.append(
-            {"layout": name, "grid": f"{shape[1]}x{shape[2]}", "dim": shape[3],
-             **{row: float(df.loc[row, "mean_f1"]) for row in ROWS if row in df.index}}
-        )  # fmt: skip
-        pd.DataFrame(table).to_csv(out / "layouts.csv", index=False, float_format="%.4f")
-        print(pd.DataFrame(table).to_string(index=False), flush=True)
+    for row in args.rows:
+        for name, kind, pool in LAYOUTS:
+            if name in args.layouts:
+                store = layout_store(out, fp16, name, kind, pool)
+                train_row(out, name, store, manifest, row, overrides)
+    table = collect(out)
+    table.to_csv(out / "layouts.csv", index=False, float_format="%.4f")
+    print(table.to_string(index=False), flush=True)
     return 0
+
+
+def layout_store(out: Path, fp16: Path, name: str, kind: str, pool: int | None) -> Path:
+    """The store of layout `name`: the extracted fp16 store, or transcoded from it once."""
+    if name == "fp16":
+        return fp16
+    store = out / f"{name}.zarr"
+    if not (store / "zarr.json").exists():
+        cmd = ["extract", "transcode", str(fp16), str(store), "--token-dtype", kind]
+        if pool:
+            cmd += ["--patch-pool", str(pool)]
+        step(*cmd)
+    return store
+
+
+def run_dir(out: Path, name: str, row: str) -> Path:
+    from train.ablate import row_dir
+    from train.recipes import ABLATIONS
+
+    index = {r: i for i, (r, _) in enumerate(ABLATIONS["abaw10"])}
+    return row_dir(out / f"ablation_{name}", index[row], row) / "seed0"
+
+
+def train_row(out: Path, name: str, store: Path, manifest: Path, row: str, overrides) -> None:
+    """Train and score one ablation row on one layout's store (skipped when already scored)."""
+    if (run_dir(out, name, row) / "metrics.json").exists():
+        return
+    ablate(store, manifest, out / f"ablation_{name}", 1, [*overrides, "--rows", row])
+
+
+def collect(out: Path) -> pd.DataFrame:
+    """Validation mean F1 of every (layout, row) scored so far, with the stored grid."""
+    rows = []
+    for name, _, _ in LAYOUTS:
+        store = out / f"{name}.zarr"
+        patch = next(store.glob("tracks/*/visual/dinov2/patch/zarr.json"), None)
+        if patch is None:
+            continue
+        shape = json.loads(patch.read_text())["shape"]
+        entry = {"layout": name, "grid": f"{shape[1]}x{shape[2]}"}
+        for row in ROWS:
+            metrics = run_dir(out, name, row) / "metrics.json"
+            if metrics.exists():
+                entry[row] = json.loads(metrics.read_text())["mean_f1"]
+        rows.append(entry)
+    return pd.DataFrame(rows)
 
 
 if __name__ == "__main__":

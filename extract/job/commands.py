@@ -56,10 +56,17 @@ def _add_job_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--audio-layers", default=None, help="audio layers to average, e.g. 6,9,12")
     p.add_argument(
-        "--token-dtype", default="fp16", choices=["fp16", "int8"], help="patch token storage"
+        "--token-dtype",
+        default=ExtractConfig.token_dtype,
+        choices=["fp16", "int8"],
+        help=f"patch token storage (default {ExtractConfig.token_dtype}; bench/results/storage.md)",
     )
     p.add_argument(
-        "--patch-pool", type=int, default=None, help="pool the patch grid to this side, e.g. 8"
+        "--patch-pool",
+        type=int,
+        default=ExtractConfig.patch_pool,
+        help=f"average-pool the patch grid to this side (default {ExtractConfig.patch_pool}; "
+        "a grid no larger is kept); 0 keeps the full grid",
     )
 
 
@@ -81,7 +88,7 @@ def _config(args: argparse.Namespace) -> ExtractConfig:
         visual_layer=args.visual_layer,
         audio_layers=layers,
         token_dtype=args.token_dtype,
-        patch_pool=args.patch_pool,
+        patch_pool=args.patch_pool or None,
     )
 
 
