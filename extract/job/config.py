@@ -19,10 +19,10 @@ class ExtractConfig:
     detect_every: int = 1  # run the face detector every k frames, track in between
     visual_layer: int | None = None  # hidden layer for visual tokens; None = last
     audio_layers: tuple[int, ...] | None = None  # audio layers averaged; None = last
-    token_dtype: str = "fp16"  # patch token storage: fp16 | int8 (per-token scale)
-    patch_pool: int | None = (
-        None  # average-pool the patch grid to this side (e.g. 8); None keeps it
-    )
+    # patch tokens: int8 with a per-token scale, full grid — half of fp16's bytes, 99.9 % of its
+    # F1 in the storage experiment, where pooled grids lost up to 2.7 % (bench/results/storage.md)
+    token_dtype: str = "int8"  # fp16 | int8 (per-token scale)
+    patch_pool: int | None = None  # average-pool a larger patch grid to this side (e.g. 8)
     default_fps: float = 30.0  # frame rate for frames folders without a video
 
     def __post_init__(self) -> None:
