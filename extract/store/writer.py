@@ -500,6 +500,7 @@ class TrackWriter:
         self.key = f"{TRACKS}/{track_id}"
         self.adding = adding  # reopened complete track: only new groups may be written
         self._arrays: dict[str, _ArrayState] = {}
+        self._python_arrays: dict[str, Any] = {}  # python-pipeline handles (_store_block)
         self._finished: dict[str, dict] = {}
         self._committed = False
         if adding:
@@ -710,13 +711,34 @@ class TrackWriter:
                 )
             take = min(st.shard_frames, st.buffered)
             a, b = st.flushed, st.flushed + take
-            st.array[a:b] = vals[:take]
+            self._store_block(st.array, a, vals[:take])
             if st.scale is not None:
-                st.scale[a:b] = scales[:take]
+                self._store_block(st.scale, a, scales[:take])
             rest = vals[take:]
             st.pieces = [(rest, None if scales is None else scales[take:])] if len(rest) else []
             st.buffered -= take
             st.flushed = b
+
+    def _store_block(self, arr, start: int, values: np.ndarray) -> None:
+        """arr[start:start + n] = values, whole chunks. zarrs (0.2) skips a chunk that holds only
+        the fill value even with write_empty_chunks (its file would then be missing and the
+        track could not be proven complete), so a block with such a chunk (a stretch of frames
+        without a face: zeros) goes through the python pipeline."""
+        if self.writer.location.pipeline == "zarrs" and _has_fill_chunk(values, arr.chunks[0]):
+            arr = self._python_array(arr)
+        arr[start : start + len(values)] = values
+
+    def _python_array(self, arr):
+        import zarr
+
+        from extract.store.location import PIPELINES
+
+        key = "python:" + arr.path
+        if key not in self._python_arrays:
+            with zarr.config.set({"codec_pipeline.path": PIPELINES["python"]}):
+                opened = zarr.open_array(self.writer.store, path=arr.path, mode="r+")
+                self._python_arrays[key] = opened.with_config({"write_empty_chunks": True})
+        return self._python_arrays[key]
 
     def finish_group(self, name: str, track_fields: Mapping[str, Any] | None = None) -> None:
         """Mark group `name` complete in this track, after proving its arrays are in the store.
@@ -840,6 +862,11 @@ class TrackWriter:
         self._committed = True
         if self.lease is not None:
             self.lease.release()
+
+
+def _has_fill_chunk(values: np.ndarray, chunk: int) -> bool:
+    """True when some chunk-sized block of `values` (from its start) is all zeros / False."""
+    return any(not values[i : i + chunk].any() for i in range(0, len(values), int(chunk)))
 
 
 def canonical_fields(fields: Mapping[str, Any]) -> dict:

@@ -161,3 +161,27 @@ def test_pool_matches_reference_after_store(tmp_path, monkeypatch):
     x = make_track(37, 0)[PATCH]
     ref = x.reshape(37, 2, 2, 2, 2, -1).mean(axis=(2, 4))
     assert np.allclose(got, ref, atol=1e-2, rtol=1e-3)
+
+
+def test_chunks_of_zeros_are_written_through_zarrs(tmp_path, monkeypatch):
+    """zarrs alone leaves out a chunk that is all fill value; every chunk file must exist (the
+    writer proves it at commit) and read back as zeros."""
+    monkeypatch.setenv(PIPELINE_ENV, "zarrs")
+    url = str(tmp_path / "z.zarr")
+    w = small_writer(url)
+    storage = TokenStorage("int8")
+    w.register_group(f"visual/{ENC}", storage.fingerprint_fields())
+    n = 23
+    with w.open_track("t0", n_frames=n) as tw:
+        tw.create_array("time", (n,), "float64")
+        tw.write("time", 0, np.arange(n) / 30.0)
+        tw.create_array(f"visual/{ENC}/valid", (n,), "bool")
+        tw.write(f"visual/{ENC}/valid", 0, np.zeros(n, bool))  # no face anywhere
+        tw.create_array(PATCH, (n, 4, 4, 8), "float16", storage=storage)
+        x = make_track(n)[PATCH]
+        x[:16] = 0  # the first chunks without a face: zeros, scale 0
+        tw.write(PATCH, 0, x)
+        tw.finish_group(f"visual/{ENC}")
+    r = _reader(url, monkeypatch, "zarrs")
+    assert not r.read("t0", f"visual/{ENC}/valid").any()
+    assert not r.read("t0", PATCH, 0, 16).any() and r.read("t0", PATCH, 16, n).any()
