@@ -33,8 +33,8 @@ The track's entry for a group (`attrs["groups"][name]`):
 readers and merge additionally refuse to mix tracks whose `fingerprint` differs.
 
 Arrays are chunked along time (chunk_layout) and not sharded: each chunk is one file, sized
-for training windows. The writer buffers whole chunks (up to `shard_bytes` per array) and
-writes them at once, so memory stays flat on long tracks and no chunk is ever rewritten. Every
+for training windows. The writer writes whole chunks as soon as it has them (at most
+`shard_bytes` in one call), so memory stays flat on long tracks and no chunk is rewritten. Every
 chunk ends with a crc32c checksum (chunk_codecs), so any read catches a flipped byte. Why not
 shards: the zarrs codec pipeline (location.py) skips the checksum of a chunk it decodes only in
 part, and a window read inside a shard is such a read; with one file per chunk the reader reads
@@ -479,7 +479,8 @@ class _ArrayState:
     storage: TokenStorage | None
     frame_shape: tuple[int, ...]  # shape of one input frame (before pooling)
     dtype: np.dtype  # input dtype expected (cast on write)
-    shard_frames: int
+    shard_frames: int  # most frames written in one call (whole chunks)
+    chunk_frames: int = 1
     pos: int = 0  # frames received
     flushed: int = 0  # frames written to the store
     pieces: list = field(default_factory=list)  # encoded (values, scale|None) not yet written
@@ -634,7 +635,7 @@ class TrackWriter:
                 {"scale_of": name},
                 overwrite,
             )
-        self._arrays[name] = _ArrayState(arr, scale, storage, shape[1:], in_dtype, shard)
+        self._arrays[name] = _ArrayState(arr, scale, storage, shape[1:], in_dtype, shard, chunk)
 
     def _make(self, name, shape, dtype, chunk, shard, attrs, overwrite):
         with self.writer.location.zarr_pipeline():
@@ -698,7 +699,14 @@ class TrackWriter:
         self._flush(st, final=st.pos == self.n_frames)
 
     def _flush(self, st: _ArrayState, final: bool) -> None:
-        while st.buffered >= st.shard_frames or (final and st.buffered > 0):
+        """Write every whole chunk buffered (all of it at the end of the track), in one call of
+        at most `shard_frames` frames: batches that end on chunk edges go out as they come,
+        without being copied into a larger buffer first."""
+        while st.buffered > 0:
+            whole = (st.buffered // st.chunk_frames) * st.chunk_frames
+            take = min(st.shard_frames, st.buffered if final else whole)
+            if take == 0:
+                return
             vals = (
                 np.concatenate([p[0] for p in st.pieces]) if len(st.pieces) > 1 else st.pieces[0][0]
             )
@@ -709,7 +717,6 @@ class TrackWriter:
                     if len(st.pieces) > 1
                     else st.pieces[0][1]
                 )
-            take = min(st.shard_frames, st.buffered)
             a, b = st.flushed, st.flushed + take
             self._store_block(st.array, a, vals[:take])
             if st.scale is not None:
