@@ -77,10 +77,17 @@ def load_convnext(
     local: str = "map",
     dtype: str = "auto",
     batch_size: int = 64,
+    token_storage=None,
 ) -> ConvNextEncoder:
     """ConvNeXt from a hub id or a local folder; `layer` is accepted for symmetry and must be None."""
     if layer is not None:
         raise ValueError("the convnext encoder reads the last stage only; leave layer unset")
     return ConvNextEncoder.from_source(
-        source, local=local, device=device, crop_size=crop_size, dtype=dtype, batch_size=batch_size
+        source,
+        local=local,
+        device=device,
+        crop_size=crop_size,
+        dtype=dtype,
+        batch_size=batch_size,
+        token_storage=token_storage,
     )

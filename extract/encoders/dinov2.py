@@ -68,8 +68,15 @@ def load_dinov2(
     crop_size: int | None = None,
     dtype: str = "auto",
     batch_size: int = 64,
+    token_storage=None,
 ) -> Dinov2Encoder:
     """DINOv2 from a hub id or a local folder (see module docstring for `layer`)."""
     return Dinov2Encoder.from_source(
-        source, layer=layer, device=device, crop_size=crop_size, dtype=dtype, batch_size=batch_size
+        source,
+        layer=layer,
+        device=device,
+        crop_size=crop_size,
+        dtype=dtype,
+        batch_size=batch_size,
+        token_storage=token_storage,
     )

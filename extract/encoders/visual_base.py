@@ -5,6 +5,10 @@ crop: the face is already framed), normalised with the model's own mean/std
 (preprocessor_config.json, else ImageNet's), and run in batches under
 `torch.inference_mode`, with bf16/fp16 autocast on a GPU. A subclass only says how
 pixel values become {"cls": (B, D), "patch": (B, h, w, D), ...}.
+
+With `token_storage` set (a TokenStorage: int8 and/or pooled), patch tokens are quantised and
+pooled on the device, in the output path, before the copy to the host: `encode` then returns
+them as EncodedTokens (extract/store/quantize.py), which the store writer keeps as they are.
 """
 
 from __future__ import annotations
@@ -89,9 +93,11 @@ class VisualEncoder:
         default_size: int = 224,
         dtype: str = "auto",
         batch_size: int = 64,
+        token_storage: Any = None,
     ) -> None:
         import torch
 
+        self.token_storage = token_storage  # TokenStorage: encode patch tokens on the device
         self.source = source
         self.device = str(device)
         mean, std, size = preprocessor_settings(source, default_size)
@@ -168,7 +174,29 @@ class VisualEncoder:
                 else:
                     out = self._forward(pixels)
                 for key, value in out.items():
-                    parts.setdefault(key, []).append(value.float().cpu().numpy())
+                    parts.setdefault(key, []).append(self._to_host(key, value))
         if not parts:
-            return {k: np.zeros((0, *s), np.float32) for k, s in self.outputs.items()}
-        return {k: np.concatenate(v).astype(np.float32, copy=False) for k, v in parts.items()}
+            return {k: self._empty(k, s) for k, s in self.outputs.items()}
+        return {k: _join(v) for k, v in parts.items()}
+
+    def _to_host(self, key: str, value):
+        """One output tensor -> host: float32, or EncodedTokens for patch tokens to encode."""
+        if key == "patch" and self.token_storage is not None:
+            from extract.store.quantize import EncodedTokens
+
+            return EncodedTokens.from_torch(self.token_storage, value)  # (B, h', w', D) on host
+        return value.float().cpu().numpy()
+
+    def _empty(self, key: str, shape: tuple[int, ...]):
+        import torch
+
+        return self._to_host(key, torch.zeros((0, *shape)))
+
+
+def _join(parts: list):
+    """Concatenate per-batch host outputs (arrays, or EncodedTokens)."""
+    from extract.store.quantize import EncodedTokens
+
+    if isinstance(parts[0], EncodedTokens):
+        return EncodedTokens.concat(parts)
+    return np.concatenate(parts).astype(np.float32, copy=False)

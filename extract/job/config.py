@@ -173,13 +173,18 @@ class ExtractConfig:
             parse=_int_list, metavar="L1,L2,...",
         ),
     )  # fmt: skip
+    # patch tokens: int8 with a per-token scale, full grid: half of fp16's bytes, 99.9 % of its
+    # F1 in the storage experiment, where pooled grids lost up to 2.7 % (bench/results/storage.md)
     token_dtype: str = field(
-        default="fp16",
+        default="int8",
         metadata=_opt("patch token storage (int8: one scale per token)", choices=_token_kinds),
     )
     patch_pool: int | None = field(
         default=None,
-        metadata=_opt("average-pool the patch grid to this side, e.g. 8 (default: keep it)"),
+        metadata=_opt(
+            "average-pool the patch grid to this side, e.g. 8 (a grid no larger is kept; "
+            "0 or none: keep the full grid)"
+        ),
     )
     default_fps: float = field(
         default=30.0, metadata=_opt("frame rate of frames folders that come without a video")
@@ -189,6 +194,8 @@ class ExtractConfig:
         from extract.device import resolve_device
 
         self.device = resolve_device(self.device)
+        if not self.patch_pool:  # 0 and None both keep the full grid
+            self.patch_pool = None
 
     def to_dict(self) -> dict:
         out = asdict(self)

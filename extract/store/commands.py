@@ -1,4 +1,4 @@
-"""`auwild-extract inspect | verify | merge | consolidate`: thin wrappers over the store library."""
+"""`auwild-extract inspect | verify | merge | consolidate | transcode`: thin wrappers over the store library."""
 
 from __future__ import annotations
 
@@ -84,6 +84,19 @@ def _consolidate(args: argparse.Namespace) -> int:
     return 0
 
 
+@_user_errors
+def _transcode(args: argparse.Namespace) -> int:
+    from extract.store.quantize import TokenStorage
+    from extract.store.transcode import transcode_store
+
+    storage = TokenStorage(kind=args.token_dtype, pool=args.patch_pool or None)
+    done = transcode_store(args.store, args.out, storage, storage_options=_storage_options(args))
+    print(
+        f"{args.out}: {len(done)} tracks copied with patch tokens {storage.kind}, pool {storage.pool}"
+    )
+    return 0
+
+
 def register(subparsers) -> None:
     """Add the store sub-commands to `auwild-extract`."""
 
@@ -114,3 +127,14 @@ def register(subparsers) -> None:
     p = command("consolidate", "write consolidated metadata (repeatable)")
     add_store(p, positional=True)
     p.set_defaults(func=_consolidate)
+
+    p = command("transcode", "copy a store with its patch tokens stored another way (int8, pooled)")
+    add_store(p, positional=True)
+    add_out(p, "new store (created, or its missing tracks added)")
+    p.add_argument(
+        "--token-dtype", default="int8", choices=["fp16", "int8"], help="patch token storage"
+    )
+    p.add_argument(
+        "--patch-pool", type=int, default=None, help="pool the grid to this side (0: keep it)"
+    )
+    p.set_defaults(func=_transcode)

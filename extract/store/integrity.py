@@ -4,7 +4,13 @@ Zarr returns the fill value for a chunk whose file does not exist; arrays of thi
 written with `write_empty_chunks=True`, so every shard file exists and a missing one is a fault.
 `StrictStore` wraps the zarr store of a reader so that a missing chunk key raises MissingChunk
 instead. Decoding errors (a failed checksum, Blosc errors) are turned into one-line CorruptChunk
-errors by `read_checked`, which names the shard file that fails.
+errors by `read_checked`, which names the chunk file that fails.
+
+The zarrs codec pipeline (location.py) reads local files itself, past any wrapper store: a
+missing chunk file comes back as fill values, and a chunk it decodes only in part is not
+checksummed (zarrs 0.2). So with zarrs, `read_checked` is given `exists`: it widens the read to
+whole chunks (each one then checksummed as it is decoded), and after the read checks that every
+chunk file it covered exists, raising MissingChunk otherwise (one stat per chunk).
 """
 
 from __future__ import annotations
@@ -84,15 +90,22 @@ def first_line(exc: BaseException) -> str:
     """One short line for a decode error (zarr's checksum error shows raw bytes: named instead)."""
     text = str(exc).strip().splitlines()
     line = text[0] if text else ""
-    if "checksum do not match" in line:
+    if "checksum do not match" in line or "checksum is invalid" in line:
         return "crc32c checksum mismatch"
     return f"{type(exc).__name__}: {line[:200]}"
 
 
-def read_checked(arr, start: int, stop: int, tid: str, name: str, describe) -> object:
-    """arr[start:stop] with decode failures turned into CorruptChunk naming the shard file."""
+def read_checked(arr, start: int, stop: int, tid: str, name: str, describe, exists=None) -> object:
+    """arr[start:stop] with decode failures turned into CorruptChunk naming the chunk file.
+
+    `exists(key) -> bool` (store key): read whole chunks and check each chunk file is there (for
+    a pipeline that reads files itself; see the module docstring)."""
+    lo, hi = start, stop
+    if exists is not None:
+        step = _file_frames(arr)
+        lo, hi = (start // step) * step, min(int(arr.shape[0]), -(-stop // step) * step)
     try:
-        return arr[start:stop]
+        values = arr[lo:hi]
     except (MissingChunk, CorruptChunk):
         raise
     except Exception as exc:  # codec errors come from several libraries; all mean a bad file
@@ -101,6 +114,26 @@ def read_checked(arr, start: int, stop: int, tid: str, name: str, describe) -> o
             f"track {tid!r} array {name!r}: chunk file {describe(bad)} does not decode "
             f"(frames {start}..{stop}; {first_line(exc)})"
         ) from None
+    if exists is not None:
+        for key in chunk_keys(arr, lo, hi):
+            if not exists(key):
+                _missing(key, describe)
+        return values[start - lo : stop - lo]
+    return values
+
+
+def chunk_keys(arr, start: int, stop: int) -> list[str]:
+    """Store keys of the chunk (or shard) files holding frames start..stop of `arr`."""
+    step = _file_frames(arr)
+    zeros = (0,) * (len(arr.shape) - 1)
+    encode = arr.metadata.encode_chunk_key
+    return [f"{arr.path}/{encode((i, *zeros))}" for i in range(start // step, -(-stop // step))]
+
+
+def _file_frames(arr) -> int:
+    """Frames per file: the shard's when the array is sharded (stores written before chunks
+    became files of their own), else the chunk's."""
+    return int(arr.shards[0]) if arr.shards else int(arr.chunks[0])
 
 
 def _find_bad_shard(arr, frames: Iterable[int], exc: Exception) -> str:

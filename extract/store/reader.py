@@ -12,6 +12,7 @@ one line naming track, array and file (integrity.py).
 
 from __future__ import annotations
 
+import os
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
@@ -64,7 +65,13 @@ class StoreReader:
             raise StoreNotFound(f"no auwild store at {self.url} (no {ROOT_META})")
         self.attrs: dict = dict(meta.get("attributes", {}))
         check_schema(self.attrs, self.url)
-        self.store = make_strict(self.location.zarr_store(read_only=True), self.location.path)
+        store = self.location.zarr_store(read_only=True)
+        if self.location.pipeline == "zarrs":  # reads files itself: checked per read (integrity.py)
+            self.store = store
+            self._exists = lambda key: os.path.exists(self.location.path(key))
+        else:
+            self.store = make_strict(store, self.location.path)
+            self._exists = None
         cm = meta.get("consolidated_metadata") if consolidated is not False else None
         self._consolidated: dict = dict((cm or {}).get("metadata", {}))
         self._use_consolidated = bool(self._consolidated)
@@ -144,20 +151,21 @@ class StoreReader:
         return int(self.track_attrs(tid)["n_frames"])
 
     def _group(self, tid: str):
-        import zarr
-
         if tid not in self._track_groups:
             self._check(tid)
             path = f"{TRACKS}/{tid}"
-            if self._track_meta[tid]["consolidated"]:
-                if self._root_group is None:
-                    self._root_group = zarr.open_group(self.store, mode="r", use_consolidated=True)
-                self._track_groups[tid] = self._root_group[path]
-            else:
-                self._track_groups[tid] = zarr.open_group(
-                    self.store, path=path, mode="r", use_consolidated=False
-                )
+            with self.location.zarr_pipeline():
+                self._track_groups[tid] = self._open_group(tid, path)
         return self._track_groups[tid]
+
+    def _open_group(self, tid: str, path: str):
+        import zarr
+
+        if self._track_meta[tid]["consolidated"]:
+            if self._root_group is None:
+                self._root_group = zarr.open_group(self.store, mode="r", use_consolidated=True)
+            return self._root_group[path]
+        return zarr.open_group(self.store, path=path, mode="r", use_consolidated=False)
 
     def _all_arrays(self, tid: str) -> dict[str, Any]:
         import zarr
@@ -165,9 +173,11 @@ class StoreReader:
         key = (tid, "")
         if key not in self._array_cache:
             found = {}
-            for name, node in self._group(tid).members(max_depth=None):
-                if isinstance(node, zarr.Array):
-                    found[name] = node
+            group = self._group(tid)
+            with self.location.zarr_pipeline():  # array objects take the pipeline when made
+                for name, node in group.members(max_depth=None):
+                    if isinstance(node, zarr.Array):
+                        found[name] = node
             self._array_cache[key] = found
         return self._array_cache[key]
 
@@ -240,14 +250,14 @@ class StoreReader:
     def _raw(self, tid: str, name: str, start: int, stop: int) -> np.ndarray:
         arr = self.array(tid, name)
         if self._cache_budget == 0:
-            return read_checked(arr, start, stop, tid, name, self.location.path)
+            return read_checked(arr, start, stop, tid, name, self.location.path, self._exists)
         key = (tid, name)
         with self._lock:
             full = self._mem.get(key)
             if full is not None:
                 self._mem.move_to_end(key)
         if full is None:
-            full = read_checked(arr, 0, arr.shape[0], tid, name, self.location.path)
+            full = read_checked(arr, 0, arr.shape[0], tid, name, self.location.path, self._exists)
             with self._lock:
                 self._mem[key] = full
                 self._mem_bytes += full.nbytes

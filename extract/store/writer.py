@@ -32,10 +32,13 @@ The track's entry for a group (`attrs["groups"][name]`):
 "Already done" means `group_fingerprint` equals the root's fingerprint (see group_done);
 readers and merge additionally refuse to mix tracks whose `fingerprint` differs.
 
-Arrays are chunked along time and sharded (one shard file holds many chunks); the writer buffers
-up to one shard per array and writes whole shards, so memory stays flat on long tracks and no
-shard is ever rewritten. Every chunk ends with a crc32c checksum (chunk_codecs), so any read
-catches a flipped byte.
+Arrays are chunked along time (chunk_layout) and not sharded: each chunk is one file, sized
+for training windows. The writer writes whole chunks as soon as it has them (at most
+`shard_bytes` in one call), so memory stays flat on long tracks and no chunk is rewritten. Every
+chunk ends with a crc32c checksum (chunk_codecs), so any read catches a flipped byte. Why not
+shards: the zarrs codec pipeline (location.py) skips the checksum of a chunk it decodes only in
+part, and a window read inside a shard is such a read; with one file per chunk the reader reads
+whole chunks (integrity.read_checked) and every byte it returns was checked.
 """
 
 from __future__ import annotations
@@ -66,7 +69,7 @@ from extract.store.fingerprint import (
 from extract.store.integrity import expected_chunk_files
 from extract.store.lease import LEASE_STALE_AFTER, Lease, LeaseLost
 from extract.store.location import StoreLocation, StoreNotFound
-from extract.store.quantize import TokenStorage
+from extract.store.quantize import EncodedTokens, TokenStorage
 from extract.store.schema import (
     SCHEMA_VERSION,
     STATUS_ATTR,
@@ -82,8 +85,10 @@ from extract.store.schema import (
 
 log = logging.getLogger(__name__)
 
-CHUNK_BYTES = 1 << 20  # target bytes of one chunk (the unit a window read decompresses)
-SHARD_BYTES = 64 << 20  # target bytes of one shard file (the unit the writer buffers and writes)
+CHUNK_BYTES = 256 << 10  # target bytes of one chunk (small arrays: many frames per chunk)
+WINDOW_FRAMES = 64  # frames of one training window
+MIN_CHUNK_FRAMES = WINDOW_FRAMES // 4  # a random window touches 5 chunks: reads 1.25x its frames
+SHARD_BYTES = 64 << 20  # the writer's buffer per array: whole chunks written at once
 ROOT_META = "zarr.json"
 
 
@@ -139,16 +144,25 @@ def chunk_layout(
     n_frames: int,
     chunk_bytes: int = CHUNK_BYTES,
     shard_bytes: int = SHARD_BYTES,
+    min_chunk_frames: int = MIN_CHUNK_FRAMES,
 ) -> tuple[int, int]:
-    """(frames per chunk, frames per shard) for an array of `n_frames` frames of `frame_shape`."""
+    """(frames per chunk, frames the writer buffers and writes at once) for an array.
+
+    A chunk holds the largest power of two of frames that fits `chunk_bytes`, but never fewer
+    than `min_chunk_frames` (a quarter of a 64-frame training window): patch tokens of any
+    layout get 16-frame chunks (DINOv2-B/14 int8 pooled to 8 x 8: 786 KB; fp16 full grid:
+    6.3 MB), so a random window reads 80 frames on average and opens 5 files; small arrays
+    (CLS, audio, face geometry, masks) get hundreds or thousands of frames per chunk.
+    """
     frame_bytes = max(1, int(np.prod(frame_shape, dtype=np.int64)) * itemsize)
     n = max(1, n_frames)
     chunk = 1 << max(0, int(np.floor(np.log2(max(1, chunk_bytes // frame_bytes)))))
+    chunk = max(chunk, int(min_chunk_frames))
     if chunk >= n:
-        return n, n  # one chunk, one shard
-    per_shard = max(1, shard_bytes // (chunk * frame_bytes))
+        return n, n  # one chunk
+    per_write = max(1, shard_bytes // (chunk * frame_bytes))
     n_chunks = -(-n // chunk)
-    return chunk, chunk * min(per_shard, n_chunks)
+    return chunk, chunk * min(per_write, n_chunks)
 
 
 CHECKSUMS = True  # crc32c on every chunk; False only to measure what it costs (bench_store)
@@ -157,13 +171,23 @@ CHECKSUMS = True  # crc32c on every chunk; False only to measure what it costs (
 def chunk_codecs(dtype: np.dtype, name: str = "") -> tuple:
     """The bytes-to-bytes codecs of the chunks of array `name` (the one place codecs are chosen).
 
-    Blosc zstd (bit-shuffled bools, byte-shuffled numbers), then a crc32c checksum of the
-    compressed chunk, so a flipped byte anywhere fails the read.
+    Compression only where it saves at least ~15 % (bench/results/storage.md, measured with
+    Blosc zstd level 3 on the synthetic world's store and token-like data at DINOv2-B size):
+    - bool masks (face/valid, audio/valid): Blosc zstd, bit-shuffled (saves 94 %);
+    - float32 / float64 (time, face box / landmarks / align / ROIs, int8 token scales): Blosc
+      zstd, byte-shuffled (time 89 %, moving landmarks 24 %, scales 26 %);
+    - float16 and int8 (patch tokens, CLS, audio features): none — fp16 patch tokens save 8 %,
+      int8 tokens 5 %: compression would cost the reader and the writer for nothing.
+    Every chunk then ends with a crc32c checksum, so a flipped byte anywhere fails the read.
     """
     from zarr.codecs import BloscCodec, BloscShuffle, Crc32cCodec
 
-    shuffle = BloscShuffle.bitshuffle if dtype.kind == "b" else BloscShuffle.shuffle
-    codecs = [BloscCodec(cname="zstd", clevel=3, shuffle=shuffle)]
+    dtype = np.dtype(dtype)
+    codecs = []
+    if dtype.kind == "b":
+        codecs.append(BloscCodec(cname="zstd", clevel=3, shuffle=BloscShuffle.bitshuffle))
+    elif dtype.kind == "f" and dtype.itemsize >= 4:
+        codecs.append(BloscCodec(cname="zstd", clevel=3, shuffle=BloscShuffle.shuffle))
     if CHECKSUMS:
         codecs.append(Crc32cCodec())
     return tuple(codecs)
@@ -183,6 +207,7 @@ class StoreWriter:
         chunk_bytes: int = CHUNK_BYTES,
         shard_bytes: int = SHARD_BYTES,
         lease_stale_after: float = LEASE_STALE_AFTER,
+        min_chunk_frames: int = MIN_CHUNK_FRAMES,
     ):
         """`lease_stale_after`: seconds without a heartbeat after which another process may take
         over a track's lease (see lease.py)."""
@@ -191,7 +216,8 @@ class StoreWriter:
         self.leases = True  # False only to measure what the lease costs (bench_store)
         self.url = self.location.url
         self.chunk_bytes = chunk_bytes  # target chunk size (see chunk_layout)
-        self.shard_bytes = shard_bytes  # target shard size = writer buffer per array
+        self.shard_bytes = shard_bytes  # writer buffer per array (whole chunks written at once)
+        self.min_chunk_frames = int(min_chunk_frames)  # fewest frames in a chunk (chunk_layout)
         self.store = self.location.zarr_store(read_only=False)
         self._groups: dict | None = None  # root groups as last read or written by this writer
         self.consolidated = False  # the root holds consolidated metadata (stale once tracks change)
@@ -453,7 +479,8 @@ class _ArrayState:
     storage: TokenStorage | None
     frame_shape: tuple[int, ...]  # shape of one input frame (before pooling)
     dtype: np.dtype  # input dtype expected (cast on write)
-    shard_frames: int
+    shard_frames: int  # most frames written in one call (whole chunks)
+    chunk_frames: int = 1
     pos: int = 0  # frames received
     flushed: int = 0  # frames written to the store
     pieces: list = field(default_factory=list)  # encoded (values, scale|None) not yet written
@@ -474,6 +501,7 @@ class TrackWriter:
         self.key = f"{TRACKS}/{track_id}"
         self.adding = adding  # reopened complete track: only new groups may be written
         self._arrays: dict[str, _ArrayState] = {}
+        self._python_arrays: dict[str, Any] = {}  # python-pipeline handles (_store_block)
         self._finished: dict[str, dict] = {}
         self._committed = False
         if adding:
@@ -592,6 +620,7 @@ class TrackWriter:
             self.n_frames,
             self.writer.chunk_bytes,
             self.writer.shard_bytes,
+            self.writer.min_chunk_frames,
         )
         overwrite = self.adding  # a crashed earlier attempt to add this group may have left arrays
         arr = self._make(name, stored_shape, stored_dtype, chunk, shard, arr_attrs, overwrite)
@@ -606,30 +635,41 @@ class TrackWriter:
                 {"scale_of": name},
                 overwrite,
             )
-        self._arrays[name] = _ArrayState(arr, scale, storage, shape[1:], in_dtype, shard)
+        self._arrays[name] = _ArrayState(arr, scale, storage, shape[1:], in_dtype, shard, chunk)
 
     def _make(self, name, shape, dtype, chunk, shard, attrs, overwrite):
-        return self.group.create_array(
-            name,
-            shape=shape,
-            dtype=dtype,
-            chunks=(chunk, *shape[1:]),
-            shards=(shard, *shape[1:]),
-            compressors=chunk_codecs(dtype, name),
-            fill_value=False if dtype.kind == "b" else 0,
-            attributes=attrs,
-            overwrite=overwrite,
-            config={"write_empty_chunks": True},  # every shard exists, so a missing file is a fault
-        )
+        with self.writer.location.zarr_pipeline():
+            return self.group.create_array(
+                name,
+                shape=shape,
+                dtype=dtype,
+                chunks=(chunk, *shape[1:]),
+                compressors=chunk_codecs(dtype, name),
+                fill_value=False if dtype.kind == "b" else 0,
+                attributes=attrs,
+                overwrite=overwrite,
+                config={
+                    "write_empty_chunks": True
+                },  # every chunk exists: a missing file is a fault
+            )
 
-    def write(self, name: str, start: int, values: np.ndarray) -> None:
-        """Append `values` (n, ...) at frame `start`; writes must come in order, any sizes."""
+    def write(self, name: str, start: int, values: np.ndarray | EncodedTokens) -> None:
+        """Append `values` (n, ...) at frame `start`; writes must come in order, any sizes.
+
+        Patch tokens may come already encoded (EncodedTokens from an encoder that quantised or
+        pooled them on its device); they must be in the array's storage and are stored as is."""
         st = self._arrays.get(name)
         if st is None:
             raise KeyError(
                 f"track {self.track_id!r}: create_array({name!r}, ...) before writing it"
             )
-        values = np.asarray(values)
+        encoded = values if isinstance(values, EncodedTokens) else None
+        if encoded is not None and encoded.storage != st.storage:
+            raise ValueError(
+                f"track {self.track_id!r} array {name!r}: tokens encoded as {encoded.storage}, "
+                f"the array stores {st.storage}"
+            )
+        values = encoded if encoded is not None else np.asarray(values)
         if start != st.pos:
             raise ValueError(
                 f"track {self.track_id!r} array {name!r}: writes must be in order; expected start "
@@ -647,7 +687,9 @@ class TrackWriter:
             )
         if n == 0:
             return
-        if st.storage is not None:
+        if encoded is not None:
+            enc, scale = encoded.values, encoded.scale
+        elif st.storage is not None:
             enc, scale = st.storage.encode(values)
         else:
             enc, scale = values.astype(st.dtype, copy=False), None
@@ -657,7 +699,14 @@ class TrackWriter:
         self._flush(st, final=st.pos == self.n_frames)
 
     def _flush(self, st: _ArrayState, final: bool) -> None:
-        while st.buffered >= st.shard_frames or (final and st.buffered > 0):
+        """Write every whole chunk buffered (all of it at the end of the track), in one call of
+        at most `shard_frames` frames: batches that end on chunk edges go out as they come,
+        without being copied into a larger buffer first."""
+        while st.buffered > 0:
+            whole = (st.buffered // st.chunk_frames) * st.chunk_frames
+            take = min(st.shard_frames, st.buffered if final else whole)
+            if take == 0:
+                return
             vals = (
                 np.concatenate([p[0] for p in st.pieces]) if len(st.pieces) > 1 else st.pieces[0][0]
             )
@@ -668,15 +717,35 @@ class TrackWriter:
                     if len(st.pieces) > 1
                     else st.pieces[0][1]
                 )
-            take = min(st.shard_frames, st.buffered)
             a, b = st.flushed, st.flushed + take
-            st.array[a:b] = vals[:take]
+            self._store_block(st.array, a, vals[:take])
             if st.scale is not None:
-                st.scale[a:b] = scales[:take]
+                self._store_block(st.scale, a, scales[:take])
             rest = vals[take:]
             st.pieces = [(rest, None if scales is None else scales[take:])] if len(rest) else []
             st.buffered -= take
             st.flushed = b
+
+    def _store_block(self, arr, start: int, values: np.ndarray) -> None:
+        """arr[start:start + n] = values, whole chunks. zarrs (0.2) skips a chunk that holds only
+        the fill value even with write_empty_chunks (its file would then be missing and the
+        track could not be proven complete), so a block with such a chunk (a stretch of frames
+        without a face: zeros) goes through the python pipeline."""
+        if self.writer.location.pipeline == "zarrs" and _has_fill_chunk(values, arr.chunks[0]):
+            arr = self._python_array(arr)
+        arr[start : start + len(values)] = values
+
+    def _python_array(self, arr):
+        import zarr
+
+        from extract.store.location import PIPELINES
+
+        key = "python:" + arr.path
+        if key not in self._python_arrays:
+            with zarr.config.set({"codec_pipeline.path": PIPELINES["python"]}):
+                opened = zarr.open_array(self.writer.store, path=arr.path, mode="r+")
+                self._python_arrays[key] = opened.with_config({"write_empty_chunks": True})
+        return self._python_arrays[key]
 
     def finish_group(self, name: str, track_fields: Mapping[str, Any] | None = None) -> None:
         """Mark group `name` complete in this track, after proving its arrays are in the store.
@@ -800,6 +869,11 @@ class TrackWriter:
         self._committed = True
         if self.lease is not None:
             self.lease.release()
+
+
+def _has_fill_chunk(values: np.ndarray, chunk: int) -> bool:
+    """True when some chunk-sized block of `values` (from its start) is all zeros / False."""
+    return any(not values[i : i + chunk].any() for i in range(0, len(values), int(chunk)))
 
 
 def canonical_fields(fields: Mapping[str, Any]) -> dict:

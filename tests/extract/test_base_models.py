@@ -139,7 +139,8 @@ def test_base_models_through_the_job(tmp_path):
     patch = reader.read(track, "visual/dinov2/patch")
     cls = reader.read(track, "visual/dinov2/cls")
     audio = reader.read(track, "audio/wavlm")
-    assert patch.shape == (n, 16, 16, 768) and patch.dtype == np.float16
+    assert patch.shape == (n, 16, 16, 768) and patch.dtype == np.float32  # int8 read back
+    assert reader.dtype(track, "visual/dinov2/patch") == np.int8  # the default storage
     assert cls.shape == (n, 768) and audio.shape == (n, 768)
     face = reader.read(track, "face/valid")  # the synthetic world drops some aligned frames
     assert face.any() and reader.read(track, "audio/valid").all()

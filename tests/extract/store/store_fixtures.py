@@ -60,6 +60,7 @@ def small_writer(url: str, **kw) -> StoreWriter:
     """A writer with tiny chunks and shards so short tracks span several shard files."""
     kw.setdefault("chunk_bytes", 256)
     kw.setdefault("shard_bytes", 2048)
+    kw.setdefault("min_chunk_frames", 1)
     return StoreWriter(url, create=True, **kw)
 
 
