@@ -43,11 +43,16 @@ class ModelCache:
     def visual(self, name: str):
         if name not in self._visual:
             from extract.encoders import load_visual_encoder
+            from extract.encoders.base import VISUAL_WITHOUT_SOURCE
+            from extract.store.quantize import TokenStorage
 
             _quiet_model_loading()
-            self._visual[name] = load_visual_encoder(
-                name, self.cfg.visual[name], device=self.cfg.device, layer=self.cfg.visual_layer
-            )
+            kwargs: dict[str, Any] = {"device": self.cfg.device, "layer": self.cfg.visual_layer}
+            if name not in VISUAL_WITHOUT_SOURCE:  # model encoders quantise/pool on the device
+                kwargs["token_storage"] = TokenStorage(
+                    kind=self.cfg.token_dtype, pool=self.cfg.patch_pool
+                )
+            self._visual[name] = load_visual_encoder(name, self.cfg.visual[name], **kwargs)
             self.loaded.append(f"visual:{name}")
         return self._visual[name]
 

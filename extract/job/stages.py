@@ -400,9 +400,11 @@ def encode_visual(
     enc, crops: np.ndarray, valid: np.ndarray, batch: dict[str, Any] | None = None
 ) -> dict[str, np.ndarray]:
     """Encode the frames with a face; frames without one get zeros."""
+    from extract.store.quantize import EncodedTokens
+
     n = len(crops)
     idx = np.flatnonzero(valid)
-    out = {k: np.zeros((n, *shape), np.float16) for k, shape in enc.outputs.items()}
+    out: dict[str, Any] = {k: np.zeros((n, *shape), np.float16) for k, shape in enc.outputs.items()}
     needs = getattr(enc, "needs", ())
     unknown = [k for k in needs if k not in VISUAL_INPUTS or batch is None]
     if unknown:
@@ -414,8 +416,11 @@ def encode_visual(
         inputs = {k: batch[VISUAL_INPUTS[k]][idx] for k in needs}  # type: ignore[index]
         values = encode_with_oom_retry(enc.encode, crops[idx], inputs)
         for key, arr in values.items():
-            out[key][idx] = arr.astype(np.float16)
-    return out
+            if isinstance(arr, EncodedTokens):  # quantised/pooled on the device: kept as it is
+                out[key] = arr.scatter(idx, n)
+            else:
+                out[key][idx] = arr.astype(np.float16)
+    return out  # a batch without a face keeps plain zeros: the writer encodes those itself
 
 
 def encode_with_oom_retry(
@@ -436,7 +441,15 @@ def encode_with_oom_retry(
         log.warning("GPU out of memory on a batch of %d; retrying as two of %d", len(crops), half)
         a = encode_with_oom_retry(encode, crops[:half], {k: v[:half] for k, v in inputs.items()})
         b = encode_with_oom_retry(encode, crops[half:], {k: v[half:] for k, v in inputs.items()})
-        return {k: np.concatenate([a[k], b[k]]) for k in a}
+        return {k: _concat(a[k], b[k]) for k in a}
+
+
+def _concat(a, b):
+    from extract.store.quantize import EncodedTokens
+
+    if isinstance(a, EncodedTokens):
+        return EncodedTokens.concat([a, b])
+    return np.concatenate([a, b])
 
 
 # ---- audio ------------------------------------------------------------------------------------

@@ -173,3 +173,41 @@ def test_grid_no_larger_than_the_pool_is_kept():
     assert storage.stored_shape((2, 16, 16, 6)) == (2, 8, 8, 6)
     with pytest.raises(ValueError, match="cannot be pooled"):
         storage.stored_shape((2, 12, 12, 6))  # larger and not a multiple: refused, not guessed
+
+
+def test_job_encodes_tokens_on_the_device_and_keeps_them_through_retries(tmp_path, monkeypatch):
+    """The job's encode path: the model cache hands the storage to the encoder, frames without a
+    face stay zeros, and an out-of-memory split joins encoded halves."""
+    pytest.importorskip("torch")
+    from extract.job import stages
+    from extract.job.config import ExtractConfig
+    from extract.job.models import ModelCache
+    from extract.store.quantize import EncodedTokens
+    from extract.tiny_models import write_tiny_models
+
+    models = write_tiny_models(tmp_path / "models", ("dinov2",))
+    cfg = ExtractConfig(
+        visual={"dinov2": models["dinov2"]}, device="cpu", token_dtype="int8", patch_pool=2
+    )
+    enc = ModelCache(cfg).visual("dinov2")
+    assert enc.token_storage == TokenStorage("int8", pool=2)
+    crops = np.random.default_rng(1).integers(0, 255, (6, 56, 56, 3), dtype=np.uint8)
+    valid = np.array([True, False, True, True, False, True])
+    out = stages.encode_visual(enc, crops, valid)["patch"]
+    assert isinstance(out, EncodedTokens) and len(out) == 6
+    assert not out.values[~valid].any() and not out.scale[~valid].any()
+    direct = enc.encode(crops[valid])["patch"]
+    assert np.array_equal(out.values[valid], direct.values)
+
+    calls = {"n": 0}
+    real = enc.encode
+
+    def oom_once(batch, **kw):  # the first, whole batch runs out of memory
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise type("OutOfMemoryError", (RuntimeError,), {})("CUDA out of memory")
+        return real(batch, **kw)
+
+    monkeypatch.setattr("torch.cuda.empty_cache", lambda: None)
+    split = stages.encode_with_oom_retry(oom_once, crops[valid])["patch"]
+    assert isinstance(split, EncodedTokens) and np.array_equal(split.values, direct.values)
