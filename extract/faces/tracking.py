@@ -66,7 +66,10 @@ def choose_face(
         boxes = boxes[boxes[:, 2] > last[0]]  # not wholly left of it
     elif last is None and frame_w and side in ("left", "right") and len(boxes) == 1:
         centre = (boxes[0, 0] + boxes[0, 2]) / 2
-        if (centre > frame_w / 2) == (side == "left"):  # a lone face on the other half
+        # a lone face wholly on the other half is the other person's; a centred one (an aligned
+        # crop's whole-image box) is this track's, whichever its side
+        other_half = centre > frame_w / 2 if side == "left" else centre < frame_w / 2
+        if other_half:
             return None
     if len(boxes) == 0:
         return None

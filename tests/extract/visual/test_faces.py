@@ -37,6 +37,16 @@ def test_template_on_aligned_crops_fills_the_image():
     assert backend.fingerprint_fields()["landmarks"] == "template"
 
 
+@pytest.mark.parametrize("side", ["left", "right", "none"])
+def test_aligned_crops_of_a_side_track_are_all_faces(side):
+    """A _left/_right track's aligned crops fill the image: its centred box is its face."""
+    backend = get_landmark_backend("template", aligned_input=True)
+    backend.reset(side=side, track=f"t_{side}")
+    faces = backend(_face_frames(6))
+    assert faces.valid.all()
+    assert backend.end_track().rate == 1.0
+
+
 def test_template_on_a_video_without_faces_gives_all_invalid(tmp_path):
     path = write_video(str(tmp_path / "noface.mp4"), n_frames=10, size=(96, 72))
     backend = get_landmark_backend("template", aligned_input=False, detect_every=3)
