@@ -32,7 +32,8 @@ that produced it. `make bench` re-runs all of them and rewrites this file from
 def gather() -> str:
     parts = [HEADER]
     for path in sorted((HERE / "results").glob("*.md")):
-        parts.append(path.read_text().strip() + "\n")
+        # links written relative to bench/results/ point one folder up from bench/RESULTS.md
+        parts.append(path.read_text().strip().replace("](../../", "](../") + "\n")
     text = "\n".join(parts)
     (HERE / "RESULTS.md").write_text(text)
     return text
