@@ -59,7 +59,10 @@ _CUDA_INSTALL = "pip install 'auwild[cuda]'"
 
 
 def _prepare(u, delta, A, B, C, D, z, delta_bias, delta_softplus):
-    """Shared input handling: compute dtype, delta bias and softplus, checks on shapes."""
+    """Shared input handling: compute dtype, delta bias and softplus, checks on shapes.
+
+    Returns u, delta, A, B, C in the compute dtype and u's own dtype, which `_finish` restores.
+    """
     if A.is_complex():
         raise TypeError("selective_scan: complex A is not supported; pass a real (dim, state) A")
     batch, dim, length = u.shape
@@ -75,22 +78,25 @@ def _prepare(u, delta, A, B, C, D, z, delta_bias, delta_softplus):
             )
         if t.dim() == 4 and dim % t.shape[1] != 0:
             raise ValueError(f"selective_scan: {name} groups {t.shape[1]} do not divide dim {dim}")
+    out_dtype = u.dtype
     dtype = torch.float64 if u.dtype == torch.float64 else torch.float32
     delta = delta.to(dtype)
     if delta_bias is not None:
         delta = delta + delta_bias.to(dtype)[:, None]  # (batch, dim, L)
     if delta_softplus:
         delta = F.softplus(delta)
-    return u.to(dtype), delta, A.to(dtype), B.to(dtype), C.to(dtype), dtype
+    return u.to(dtype), delta, A.to(dtype), B.to(dtype), C.to(dtype), out_dtype
 
 
-def _finish(y, u, D, z, out_dtype):
-    """out = (y + D * u) * silu(z), returned in the input's dtype."""
+def _finish(y, last, u, D, z, out_dtype, return_last_state):
+    """out = (y + D * u) * silu(z), returned in the input's dtype; with `return_last_state`
+    (out, last) with the last state (batch, dim, state) in that dtype too."""
     if D is not None:
         y = y + u * D.to(y.dtype)[:, None]  # (batch, dim, L)
     if z is not None:
         y = y * F.silu(z.to(y.dtype))
-    return y.to(out_dtype)
+    out = y.to(out_dtype)
+    return (out, last.to(out_dtype)) if return_last_state else out
 
 
 def _expand_groups(t: torch.Tensor, dim: int) -> torch.Tensor:
@@ -111,8 +117,7 @@ def selective_scan_ref(
     return_last_state=False,
 ):
     """The reference: one step per time index, written as the recurrence reads."""
-    out_dtype = u.dtype
-    u, delta, A, B, C, _ = _prepare(u, delta, A, B, C, D, z, delta_bias, delta_softplus)
+    u, delta, A, B, C, out_dtype = _prepare(u, delta, A, B, C, D, z, delta_bias, delta_softplus)
     batch, dim, length = u.shape
     grouped_b, grouped_c = B.dim() == 4, C.dim() == 4
     if grouped_b:
@@ -128,8 +133,7 @@ def selective_scan_ref(
         c_t = C[..., t] if grouped_c else C[:, None, :, t]  # (batch, dim|1, state)
         ys.append((h * c_t).sum(-1))  # (batch, dim)
     y = torch.stack(ys, dim=-1) if ys else u.new_zeros(batch, dim, 0)  # (batch, dim, L)
-    out = _finish(y, u, D, z, out_dtype)
-    return (out, h.to(out_dtype)) if return_last_state else out
+    return _finish(y, h, u, D, z, out_dtype, return_last_state)
 
 
 # ---------------------------------------------------------------- parallel linear recurrence
@@ -276,14 +280,12 @@ def selective_scan_torch(
     return_last_state=False,
 ):
     """Vectorised selective scan: time-major tensors, a parallel scan and a hand-written backward."""
-    out_dtype = u.dtype
-    u, delta, A, B, C, _ = _prepare(u, delta, A, B, C, D, z, delta_bias, delta_softplus)
+    u, delta, A, B, C, out_dtype = _prepare(u, delta, A, B, C, D, z, delta_bias, delta_softplus)
     batch, dim, length = u.shape
     state = A.shape[1]
     if length == 0:
-        out = _finish(u.new_zeros(batch, dim, 0), u, D, z, out_dtype)
-        last = u.new_zeros(batch, dim, state, dtype=out_dtype)
-        return (out, last) if return_last_state else out
+        last = u.new_zeros(batch, dim, state)  # (batch, dim, state)
+        return _finish(u.new_zeros(batch, dim, 0), last, u, D, z, out_dtype, return_last_state)
 
     def time_major(t: torch.Tensor) -> torch.Tensor:  # -> (L, batch, groups, state)
         t = t.permute(2, 0, 1)[:, :, None] if t.dim() == 3 else t.permute(3, 0, 1, 2)
@@ -299,8 +301,7 @@ def selective_scan_torch(
         time_major(C),
         tile,
     )
-    out = _finish(y.permute(1, 2, 0), u, D, z, out_dtype)  # (batch, dim, L)
-    return (out, last.to(out_dtype)) if return_last_state else out
+    return _finish(y.permute(1, 2, 0), last, u, D, z, out_dtype, return_last_state)
 
 
 def selective_scan_fused(
@@ -323,8 +324,7 @@ def selective_scan_fused(
             "selective_scan impl 'fused' needs its C++ kernel, which did not build (see the "
             "warning logged above; a C++ compiler such as g++ is needed); use impl='torch'"
         )
-    out_dtype = u.dtype
-    u, delta, A, B, C, _ = _prepare(u, delta, A, B, C, D, z, delta_bias, delta_softplus)
+    u, delta, A, B, C, out_dtype = _prepare(u, delta, A, B, C, D, z, delta_bias, delta_softplus)
 
     def time_major(t: torch.Tensor) -> torch.Tensor:  # -> (batch, groups, L, state)
         return (t[:, None] if t.dim() == 3 else t).transpose(-1, -2).contiguous()
@@ -332,8 +332,7 @@ def selective_scan_fused(
     y, last = scan_fused.FusedScanFn.apply(
         u.contiguous(), delta.contiguous(), A.contiguous(), time_major(B), time_major(C)
     )  # y (batch, dim, L), last (batch, dim, state)
-    out = _finish(y, u, D, z, out_dtype)
-    return (out, last.to(out_dtype)) if return_last_state else out
+    return _finish(y, last, u, D, z, out_dtype, return_last_state)
 
 
 def selective_scan_cuda(
