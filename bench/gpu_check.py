@@ -423,10 +423,8 @@ def section_train_step(smoke: bool, device, work: Path) -> dict:
 def real_size_models(work: Path, smoke: bool) -> tuple[dict[str, str], str]:
     """Folders of DINOv2 and WavLM (random weights): real sizes, or tiny ones for the smoke run.
 
-    Real sizes come from `write_tiny_models(size="base")` when extract.tiny_models has it,
-    else they are built here from transformers configs (DINOv2-B/14: hidden 768, 12 layers,
-    12 heads, patch 14, image 224; WavLM-base-plus: hidden 768, 12 layers, the config's
-    defaults) and saved with the same preprocessor configs as the tiny ones."""
+    Real sizes come from `write_tiny_models(size="base")`: the published DINOv2-base and
+    WavLM-base-plus architectures and preprocessor configs, with random weights."""
     out = work / ("models_tiny" if smoke else "models_base")
     done = out / "done.json"
     if done.exists():
@@ -441,50 +439,10 @@ def real_size_models(work: Path, smoke: bool) -> tuple[dict[str, str], str]:
         paths = tiny_models.write_tiny_models(out, ("dinov2", "wavlm"), size="test")
         how = "tiny test models (extract.tiny_models, size test)"
     else:
-        try:
-            paths = tiny_models.write_tiny_models(out, ("dinov2", "wavlm"), size="base")
-            how = "extract.tiny_models size base"
-        except (ValueError, KeyError, TypeError) as e:
-            paths = _write_base_models(out)
-            how = f"built inline from transformers configs (tiny_models has no size base: {e})"
+        paths = tiny_models.write_tiny_models(out, ("dinov2", "wavlm"), size="base")
+        how = "extract.tiny_models size base"
     done.write_text(json.dumps({"paths": paths, "how": how}))
     return paths, how
-
-
-def _write_base_models(out: Path) -> dict[str, str]:
-    import torch
-    from transformers import (
-        Dinov2Config,
-        Dinov2Model,
-        Wav2Vec2FeatureExtractor,
-        WavLMConfig,
-        WavLMModel,
-    )
-
-    from extract.tiny_models import _image_processor
-
-    torch.manual_seed(0)
-    dino = out / "dinov2"
-    cfg = Dinov2Config(
-        hidden_size=768, num_hidden_layers=12, num_attention_heads=12, patch_size=14, image_size=224
-    )
-    Dinov2Model(cfg).save_pretrained(dino)
-    _image_processor("BitImageProcessor")(
-        size={"shortest_edge": 224},
-        crop_size={"height": 224, "width": 224},
-        image_mean=[0.485, 0.456, 0.406],
-        image_std=[0.229, 0.224, 0.225],
-    ).save_pretrained(dino)
-    wavlm = out / "wavlm"
-    WavLMModel(WavLMConfig(hidden_size=768, num_hidden_layers=12)).save_pretrained(wavlm)
-    Wav2Vec2FeatureExtractor(
-        feature_size=1,
-        sampling_rate=16000,
-        padding_value=0.0,
-        do_normalize=True,
-        return_attention_mask=True,
-    ).save_pretrained(wavlm)
-    return {"dinov2": str(dino), "wavlm": str(wavlm)}
 
 
 def _flops(fn: Callable[[], Any]) -> int:
