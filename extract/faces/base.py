@@ -141,16 +141,36 @@ def take(frames: np.ndarray, idx: np.ndarray) -> np.ndarray:
     return frames if len(idx) == len(frames) else frames[idx]
 
 
-class DetectThenLandmark:
-    """Shared loop: detect every k frames, carry/smooth the chosen box, place landmarks in it."""
+class TrackKeeping:
+    """What every landmark backend keeps per track: the chosen face (`FaceTracker`) and the
+    face counts (`FaceRateCounter`), started by `reset` and reported by `end_track`."""
 
     name = "base"
-    aligned_input = False
 
     def __init__(self, tracker: TrackerConfig | None = None) -> None:
         self.tracker_config = tracker or TrackerConfig()
         self._tracker = FaceTracker(self.tracker_config)
         self._rate = FaceRateCounter(self.name)
+
+    def reset(self, side: str = "none", track: str | None = None) -> None:
+        self._tracker.reset(side)
+        self._rate.start(track)
+
+    def end_track(self) -> FaceRate:
+        return self._rate.end()
+
+    @property
+    def face_rate(self) -> FaceRate:
+        return self._rate.current
+
+
+class DetectThenLandmark(TrackKeeping):
+    """Shared loop: detect every k frames, carry/smooth the chosen box, place landmarks in it."""
+
+    aligned_input = False
+
+    def __init__(self, tracker: TrackerConfig | None = None) -> None:
+        super().__init__(tracker)
         self.timings = {"detect": 0.0, "landmarks": 0.0}  # seconds, summed over calls
 
     # -- what a backend supplies -------------------------------------------------------------
@@ -166,17 +186,6 @@ class DetectThenLandmark:
         return {}
 
     # -- the shared part -----------------------------------------------------------------------
-    def reset(self, side: str = "none", track: str | None = None) -> None:
-        self._tracker.reset(side)
-        self._rate.start(track)
-
-    def end_track(self) -> FaceRate:
-        return self._rate.end()
-
-    @property
-    def face_rate(self) -> FaceRate:
-        return self._rate.current
-
     def fingerprint_fields(self) -> dict[str, Any]:
         return {
             "landmarks": self.name,

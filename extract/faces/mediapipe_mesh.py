@@ -35,9 +35,8 @@ from typing import Any
 
 import numpy as np
 
-from extract.faces.base import FaceBatch, blank_frames, register_landmark_backend
-from extract.faces.face_rate import FaceRate, FaceRateCounter
-from extract.faces.tracking import FaceTracker, TrackerConfig, choose_face
+from extract.faces.base import FaceBatch, TrackKeeping, blank_frames, register_landmark_backend
+from extract.faces.tracking import TrackerConfig, choose_face
 
 INSTALL = 'pip install "mediapipe>=0.10.14,<=0.10.21"  (or pass model_path=face_landmarker.task)'
 
@@ -119,7 +118,7 @@ class _TasksMesh:
         self._landmarker.close()
 
 
-class MediaPipeMeshLandmarks:
+class MediaPipeMeshLandmarks(TrackKeeping):
     """FaceMesh on every frame, the track's face chosen by side, mapped to 68 points (pixels)."""
 
     name = "mediapipe"
@@ -142,10 +141,8 @@ class MediaPipeMeshLandmarks:
                 f"this mediapipe ({getattr(self._mp, '__version__', '?')}) has no bundled FaceMesh; "
                 f"{INSTALL}"
             )
-        self.tracker_config = tracker or TrackerConfig()
-        self._tracker = FaceTracker(self.tracker_config)
+        super().__init__(tracker)
         self._mesh: Any = None
-        self._rate = FaceRateCounter(self.name)
         self.reset()
 
     def _new_mesh(self) -> Any:
@@ -158,15 +155,7 @@ class MediaPipeMeshLandmarks:
         if self._mesh is not None:
             self._mesh.close()
         self._mesh = self._new_mesh()  # MediaPipe's own tracking state belongs to one track
-        self._tracker.reset(side)
-        self._rate.start(track)
-
-    def end_track(self) -> FaceRate:
-        return self._rate.end()
-
-    @property
-    def face_rate(self) -> FaceRate:
-        return self._rate.current
+        super().reset(side, track)
 
     def fingerprint_fields(self) -> dict[str, Any]:
         return {
