@@ -96,6 +96,34 @@ def _direct_costs(tmp: str, data) -> tuple[float, float]:
     return statistics.median(times) * 1e3, reps * len(chunk) / (time.perf_counter() - t0) / 1e6
 
 
+RESULTS = os.path.join(os.path.dirname(__file__), "results")
+
+
+def _window_plan(rng, args) -> list[tuple[str, int, int]]:
+    """`args.reads` random windows (track id, start, end) of `args.window` frames."""
+    plan = []
+    for _ in range(args.reads):
+        tid = f"track{rng.integers(args.tracks):03d}"
+        a = int(rng.integers(0, args.frames - args.window))
+        plan.append((tid, a, a + args.window))
+    return plan
+
+
+def _command(argv) -> str:
+    """The command line that produced a report, for its heading."""
+    return "python -m bench.bench_store " + " ".join(argv if argv is not None else sys.argv[1:])
+
+
+def _report(lines: list[str], out: str) -> int:
+    """Print the report and write it to `out`; the exit status of a bench run."""
+    text = "\n".join(lines) + "\n"
+    print(text)
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    with open(out, "w", encoding="utf-8") as f:
+        f.write(text)
+    return 0
+
+
 def integrity(args, argv) -> int:
     """Lease and checksum cost: write and read throughput with and without them, one run."""
 
@@ -114,11 +142,7 @@ def integrity(args, argv) -> int:
         "checksum": (False, True),
         "lease + checksum": (True, True),
     }
-    plan = []
-    for _ in range(args.reads):
-        tid = f"track{rng.integers(args.tracks):03d}"
-        a = int(rng.integers(0, args.frames - args.window))
-        plan.append((tid, a, a + args.window))
+    plan = _window_plan(rng, args)
     tmp = tempfile.mkdtemp(prefix="bench-store-integrity-")
     writes: dict[str, list[float]] = {k: [] for k in configs}
     reads: dict[str, list[float]] = {}
@@ -166,7 +190,7 @@ def integrity(args, argv) -> int:
         shutil.rmtree(tmp, ignore_errors=True)
 
     best = {k: min(v) for k, v in writes.items()}
-    cmd = "python -m bench.bench_store " + " ".join(argv if argv is not None else sys.argv[1:])
+    cmd = _command(argv)
     lines = [
         "## Store integrity: what the lease and the chunk checksum cost",
         "",
@@ -209,13 +233,7 @@ def integrity(args, argv) -> int:
         "Wall times on this shared machine move by tens of percent between rounds; the CPU "
         "ratios and the direct costs are the steadier figures.",
     ]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    out = args.out or os.path.join(os.path.dirname(__file__), "results", "store_integrity.md")
-    os.makedirs(os.path.dirname(out), exist_ok=True)
-    with open(out, "w", encoding="utf-8") as f:
-        f.write(text)
-    return 0
+    return _report(lines, args.out or os.path.join(RESULTS, "store_integrity.md"))
 
 
 LAYOUTS = {  # label -> token storage (bench --layouts)
@@ -372,7 +390,7 @@ def layouts(args, argv) -> int:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
-    cmd = "python -m bench.bench_store " + " ".join(argv if argv is not None else sys.argv[1:])
+    cmd = _command(argv)
     full = g * g * d * 2
     lines = [
         "## Patch token layouts at real size: writes and window reads",
@@ -403,13 +421,7 @@ def layouts(args, argv) -> int:
             f"{row['zarrs_ms'] / row['numpy_ms']:.2f} | {row['python_ms']:.2f} | "
             f"{row['python_ms'] / row['numpy_ms']:.2f} | {row['float32_ms']:.2f} |"
         )
-    text = "\n".join(lines) + "\n"
-    print(text)
-    out = args.out or os.path.join(os.path.dirname(__file__), "results", "storage_io.md")
-    os.makedirs(os.path.dirname(out), exist_ok=True)
-    with open(out, "w", encoding="utf-8") as f:
-        f.write(text)
-    return 0
+    return _report(lines, args.out or os.path.join(RESULTS, "storage_io.md"))
 
 
 def main(argv=None) -> int:
@@ -446,7 +458,7 @@ def main(argv=None) -> int:
     args.reads = args.reads or (100 if args.integrity else 300)
     if args.integrity:
         return integrity(args, argv)
-    args.out = args.out or os.path.join(os.path.dirname(__file__), "results", "store.md")
+    args.out = args.out or os.path.join(RESULTS, "store.md")
     OPTIONS["int8+pool"] = TokenStorage("int8", pool=args.grid // 2)
 
     rng = np.random.default_rng(0)
@@ -455,11 +467,7 @@ def main(argv=None) -> int:
     }
     fp16 = {k: v.astype(np.float16) for k, v in data.items()}
     total_frames = args.tracks * args.frames
-    plan = []
-    for _ in range(args.reads):
-        tid = f"track{rng.integers(args.tracks):03d}"
-        a = int(rng.integers(0, args.frames - args.window))
-        plan.append((tid, a, a + args.window))
+    plan = _window_plan(rng, args)
 
     tmp = tempfile.mkdtemp(prefix="bench-store-")
     rows_w, rows_r = [], []
@@ -519,7 +527,7 @@ def main(argv=None) -> int:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
-    cmd = "python -m bench.bench_store " + " ".join(argv if argv is not None else sys.argv[1:])
+    cmd = _command(argv)
     lines = [
         "## Feature store",
         "",
@@ -543,12 +551,7 @@ def main(argv=None) -> int:
     ]
     for label, secs in rows_r:
         lines.append(f"| {label} | {secs * 1e3:.3f} | {secs / t_np:.1f} |")
-    text = "\n".join(lines) + "\n"
-    print(text)
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    with open(args.out, "w", encoding="utf-8") as f:
-        f.write(text)
-    return 0
+    return _report(lines, args.out)
 
 
 if __name__ == "__main__":
