@@ -99,6 +99,19 @@ def track_fields_of(entry: Mapping[str, Any]) -> dict:
     return {"group": entry.get("fields", {}), "track": entry.get("track_fields", {})}
 
 
+def _mismatch(
+    name: str, fingerprints: tuple, fa: Mapping, fb: Mapping, where: tuple[str, str]
+) -> FingerprintMismatch:
+    """The error for two entries of group `name` whose fingerprints differ, naming the fields."""
+    fields = diff_fields(fa, fb)
+    detail = describe_diff(fa, fb, where) if fields else "fingerprints differ (fields unknown)"
+    return FingerprintMismatch(
+        f"group {name!r}: {where[0]} fingerprint {fingerprints[0]} != {where[1]} "
+        f"fingerprint {fingerprints[1]}; differing fields: {detail}",
+        fields,
+    )
+
+
 def check_same_track_entry(
     name: str, a: Mapping[str, Any], b: Mapping[str, Any], where: tuple[str, str]
 ) -> None:
@@ -106,13 +119,12 @@ def check_same_track_entry(
     entries of group `name` record different per-track fields."""
     if a.get("fingerprint") == b.get("fingerprint"):
         return
-    fa, fb = track_fields_of(a), track_fields_of(b)
-    fields = diff_fields(fa, fb)
-    detail = describe_diff(fa, fb, where) if fields else "fingerprints differ (fields unknown)"
-    raise FingerprintMismatch(
-        f"group {name!r}: {where[0]} fingerprint {a.get('fingerprint')} != {where[1]} "
-        f"fingerprint {b.get('fingerprint')}; differing fields: {detail}",
-        fields,
+    raise _mismatch(
+        name,
+        (a.get("fingerprint"), b.get("fingerprint")),
+        track_fields_of(a),
+        track_fields_of(b),
+        where,
     )
 
 
@@ -130,13 +142,12 @@ def check_same_group(
     """Raise FingerprintMismatch naming the differing fields if two group entries differ."""
     if group_fingerprint(expected) == group_fingerprint(found):
         return
-    ef, ff = expected.get("fields", {}), found.get("fields", {})
-    fields = diff_fields(ef, ff)
-    detail = describe_diff(ef, ff, where) if fields else "fingerprints differ (fields unknown)"
-    raise FingerprintMismatch(
-        f"group {name!r}: {where[0]} fingerprint {group_fingerprint(expected)} != "
-        f"{where[1]} fingerprint {group_fingerprint(found)}; differing fields: {detail}",
-        fields,
+    raise _mismatch(
+        name,
+        (group_fingerprint(expected), group_fingerprint(found)),
+        expected.get("fields", {}),
+        found.get("fields", {}),
+        where,
     )
 
 
