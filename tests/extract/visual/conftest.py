@@ -1,9 +1,11 @@
-"""Small real media made in the tests: videos written with PyAV, frame folders with OpenCV."""
+"""Small real media made in the tests: videos written with PyAV, frame folders with OpenCV,
+scikit-image's astronaut photo, synthetic Aff-Wild2 manifests."""
 
 from __future__ import annotations
 
 import fractions
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -50,6 +52,29 @@ def write_video(
         container.mux(packet)
     container.close()
     return path
+
+
+def astronaut_rgb() -> np.ndarray:
+    """scikit-image's astronaut photo, RGB (512, 512, 3); skips the test when it is not installed."""
+    skimage = pytest.importorskip("skimage")
+    import cv2
+
+    path = os.path.join(os.path.dirname(skimage.__file__), "data", "astronaut.png")
+    if not os.path.isfile(path):
+        pytest.skip("scikit-image's astronaut photo is not installed")
+    return cv2.cvtColor(cv2.imread(path), cv2.COLOR_BGR2RGB)  # (512, 512, 3)
+
+
+def synth_manifest(base: Path, tracks: int, frames: int, seed: int) -> Path:
+    """A synthetic Aff-Wild2 tree under base/data and its manifest, base/manifest.parquet."""
+    from data_manifest.cli import main as manifest_main
+
+    data = base / "data"
+    synth = ["synth", "--out", str(data), "--tracks", str(tracks), "--frames", str(frames)]
+    assert manifest_main([*synth, "--seed", str(seed), "--quiet"]) == 0
+    manifest = base / "manifest.parquet"
+    assert manifest_main(["affwild2", "--root", str(data), "--out", str(manifest)]) == 0
+    return manifest
 
 
 @pytest.fixture

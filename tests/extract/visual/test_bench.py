@@ -8,18 +8,13 @@ import pytest
 
 from extract.cli import main as extract_main
 from extract.job.bench import STAGES
+from tests.extract.visual.conftest import synth_manifest
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory, tiny_models):
-    from data_manifest.cli import main as manifest_main
-
     base = tmp_path_factory.mktemp("bench")
-    data = base / "data"
-    args = ["synth", "--out", str(data), "--tracks", "2", "--frames", "10", "--seed", "0"]
-    assert manifest_main([*args, "--quiet"]) == 0
-    manifest = base / "manifest.parquet"
-    assert manifest_main(["affwild2", "--root", str(data), "--out", str(manifest)]) == 0
+    manifest = synth_manifest(base, tracks=2, frames=10, seed=0)
     return {"base": base, "manifest": manifest, "models": tiny_models}
 
 

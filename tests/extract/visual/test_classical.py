@@ -13,6 +13,7 @@ from extract.encoders.classical import ClassicalEncoder, sample_regions
 from extract.encoders.fhog import fhog, fhog_reference
 from extract.encoders.landmark_geometry import MEASURE_NAMES, N_GEOMETRY, landmark_geometry
 from extract.regions import N_REGIONS, region_boxes_unit
+from tests.extract.visual.conftest import synth_manifest
 
 
 def _face_landmarks(n: int = 4, seed: int = 0) -> np.ndarray:
@@ -207,15 +208,7 @@ def test_out_of_memory_retry_splits_the_encoders_inputs_with_the_crops():
 # ---- through the job into a store ---------------------------------------------------------------
 @pytest.fixture(scope="module")
 def synthetic_manifest(tmp_path_factory):
-    from data_manifest.cli import main as manifest_main
-
-    base = tmp_path_factory.mktemp("classical")
-    data = base / "data"
-    synth = ["synth", "--out", str(data), "--tracks", "2", "--frames", "12", "--seed", "4"]
-    assert manifest_main([*synth, "--quiet"]) == 0
-    manifest = base / "manifest.parquet"
-    assert manifest_main(["affwild2", "--root", str(data), "--out", str(manifest)]) == 0
-    return manifest
+    return synth_manifest(tmp_path_factory.mktemp("classical"), tracks=2, frames=12, seed=4)
 
 
 def _run_args(manifest, store, visual="classical"):

@@ -4,7 +4,6 @@ against face-alignment's own path, one batched detector call per batch, and the 
 from __future__ import annotations
 
 import logging
-import os
 
 import numpy as np
 import pytest
@@ -20,6 +19,7 @@ from extract.faces.detectors import (
     known_face_detectors,
 )
 from extract.faces.face_rate import FaceRate
+from tests.extract.visual.conftest import astronaut_rgb
 
 # Eye and mouth centres in scikit-image's astronaut photo, measured with MediaPipe FaceMesh
 # (as in test_real_face.py, in full-image pixels).
@@ -28,13 +28,7 @@ EYES_Y, MOUTH_Y, CENTRE_X = 102.6, 145.6, 224.5
 
 @pytest.fixture(scope="module")
 def astronaut() -> np.ndarray:
-    skimage = pytest.importorskip("skimage")
-    import cv2
-
-    path = os.path.join(os.path.dirname(skimage.__file__), "data", "astronaut.png")
-    if not os.path.isfile(path):
-        pytest.skip("scikit-image's astronaut photo is not installed")
-    return np.ascontiguousarray(cv2.cvtColor(cv2.imread(path), cv2.COLOR_BGR2RGB))  # (512, 512, 3)
+    return np.ascontiguousarray(astronaut_rgb())  # (512, 512, 3)
 
 
 @pytest.fixture(scope="module")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pytest
 
@@ -12,7 +10,7 @@ from extract.align import crop_affine, map_points, warp_crops
 from extract.faces import FaceBatch, get_landmark_backend
 from extract.regions import region_boxes
 from extract.video import iter_video_frames, probe_video
-from tests.extract.visual.conftest import write_video
+from tests.extract.visual.conftest import astronaut_rgb, write_video
 
 # Eye and mouth centres in the face crop below, measured with MediaPipe FaceMesh.
 FACEMESH_EYES_Y, FACEMESH_MOUTH_Y, FACEMESH_CENTRE_X = 102.6 - 40, 145.6 - 40, 224.5 - 100
@@ -20,14 +18,7 @@ FACEMESH_EYES_Y, FACEMESH_MOUTH_Y, FACEMESH_CENTRE_X = 102.6 - 40, 145.6 - 40, 2
 
 @pytest.fixture(scope="module")
 def face_crop() -> np.ndarray:
-    skimage = pytest.importorskip("skimage")
-    import cv2
-
-    path = os.path.join(os.path.dirname(skimage.__file__), "data", "astronaut.png")
-    if not os.path.isfile(path):
-        pytest.skip("scikit-image's astronaut photo is not installed")
-    image = cv2.cvtColor(cv2.imread(path), cv2.COLOR_BGR2RGB)
-    return np.ascontiguousarray(image[40:300, 100:400])  # (260, 300, 3), one face
+    return np.ascontiguousarray(astronaut_rgb()[40:300, 100:400])  # (260, 300, 3), one face
 
 
 def test_video_of_a_face_to_regions_and_features(tmp_path, face_crop, tiny_models):
