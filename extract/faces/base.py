@@ -249,6 +249,15 @@ _BACKEND_MODULES = {
 }
 
 
+def import_optional(module: str, missing: str) -> Any:
+    """Import a backend's optional dependency; without it, an ImportError saying `missing`
+    (what needs it and how to install it)."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise ImportError(missing) from exc
+
+
 def register_landmark_backend(
     name: str,
 ) -> Callable[[Callable[..., LandmarkBackend]], Callable[..., LandmarkBackend]]:

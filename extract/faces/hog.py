@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from extract.faces.base import import_optional
 from extract.faces.detectors import (
     BoxCalibration,
     Detections,
@@ -45,14 +46,6 @@ INSTALL = "pip install dlib-bin  (a binary wheel of dlib; or build dlib from sou
 HOG_TO_SHAPE_BOX = BoxCalibration(1.18, 1.18, 0.0, -0.10)
 
 
-def _import_dlib():
-    try:
-        import dlib
-    except ImportError as exc:
-        raise ImportError(f"the hog face detector needs dlib: {INSTALL}") from exc
-    return dlib
-
-
 class HogFaceDetector:
     """dlib's frontal-face detector on each frame, shrunk to `max_side` first."""
 
@@ -66,7 +59,7 @@ class HogFaceDetector:
         threshold: float = -0.5,
         margin: float = 1.0,
     ) -> None:
-        self._dlib = _import_dlib()
+        self._dlib = import_optional("dlib", f"the hog face detector needs dlib: {INSTALL}")
         self._detector = self._dlib.get_frontal_face_detector()
         self.max_side = max_side  # longer frame side the detector sees (None: the full frame)
         self.upsample = int(upsample)  # dlib's pyramid up-sampling: finds smaller faces, slower

@@ -35,7 +35,13 @@ from typing import Any
 
 import numpy as np
 
-from extract.faces.base import FaceBatch, TrackKeeping, blank_frames, register_landmark_backend
+from extract.faces.base import (
+    FaceBatch,
+    TrackKeeping,
+    blank_frames,
+    import_optional,
+    register_landmark_backend,
+)
 from extract.faces.tracking import TrackerConfig, choose_face
 
 INSTALL = 'pip install "mediapipe>=0.10.14,<=0.10.21"  (or pass model_path=face_landmarker.task)'
@@ -58,14 +64,6 @@ assert MESH_TO_68.shape == (68,) and len(set(MESH_TO_68.tolist())) == 68
 def mesh_to_68(mesh: np.ndarray) -> np.ndarray:
     """FaceMesh points (..., >=468, 2) -> 68-point landmarks (..., 68, 2)."""
     return np.asarray(mesh)[..., MESH_TO_68, :]
-
-
-def _import_mediapipe():
-    try:
-        import mediapipe as mp
-    except ImportError as exc:
-        raise ImportError(f"the mediapipe backend needs MediaPipe: {INSTALL}") from exc
-    return mp
 
 
 class _SolutionsMesh:
@@ -131,7 +129,7 @@ class MediaPipeMeshLandmarks(TrackKeeping):
         model_path: str | None = None,
         tracker: TrackerConfig | None = None,
     ) -> None:
-        self._mp = _import_mediapipe()
+        self._mp = import_optional("mediapipe", f"the mediapipe backend needs MediaPipe: {INSTALL}")
         self.aligned_input = aligned_input  # may be switched per track; read at reset()
         self.max_faces = int(max_faces)
         self.min_confidence = float(min_confidence)
