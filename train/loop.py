@@ -29,6 +29,7 @@ from train.checkpoint import atomic_write_text, load_checkpoint, rng_state, save
 from train.config import TrainConfig
 from train.distributed import DistInfo, barrier, cleanup, init_distributed, mean_across
 from train.metrics import binarize, mean_f1
+from train.optim import param_groups
 from train.run import BEST, CONFIG_FILE, HISTORY_FILE, LAST, write_run_info
 from train.thresholds import tune_thresholds
 
@@ -220,9 +221,7 @@ def _fit(
         steps_per_epoch = min(steps_per_epoch, opt_cfg.steps_per_epoch)
     total_steps = steps_per_epoch * opt_cfg.epochs
 
-    optimizer = torch.optim.AdamW(
-        model.parameters(), lr=opt_cfg.lr, weight_decay=opt_cfg.weight_decay
-    )
+    optimizer = torch.optim.AdamW(param_groups(model, opt_cfg.weight_decay), lr=opt_cfg.lr)
     start_epoch, step, best = 0, 0, float("-inf")
     if resume:
         state, meta = load_checkpoint(out / LAST, map_location=device)

@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from train.models.scan import selective_scan
+from train.optim import no_weight_decay
 
 
 class _Direction(nn.Module):
@@ -48,6 +49,7 @@ class _Direction(nn.Module):
         a = torch.arange(1, state + 1, dtype=torch.float32).repeat(inner, 1)  # (E, N)
         self.A_log = nn.Parameter(torch.log(a))
         self.D = nn.Parameter(torch.ones(inner))
+        no_weight_decay(self.A_log, self.D)  # decay would pull every state to one rate, D to 0
         dt = torch.exp(torch.rand(inner) * (math.log(0.1) - math.log(1e-3)) + math.log(1e-3))
         with torch.no_grad():
             self.dt_proj.bias.copy_(dt + torch.log(-torch.expm1(-dt)))  # softplus^-1(dt)

@@ -20,10 +20,25 @@ Implementations, picked in `resolve_impl` (the one place that decides):
 - ``cuda``: mamba-ssm's fused kernel when installed (`pip install 'auwild[cuda]'`).
 - ``auto``: ``cuda`` for CUDA tensors when mamba-ssm imports, else ``torch``. The environment
   variable ``AUWILD_SCAN_IMPL`` overrides what ``auto`` picks (tests and benchmarks use it).
+
+Dtype rule (applied in `scan_inputs`, the one place, for every implementation): the scan runs in
+float32 with autocast off. u, delta, z, B and C are cast to float32 (float64 stays float64 for
+``ref`` and ``torch``), A, D and delta_bias are float32, all contiguous in their last dim; the
+output comes back in u's dtype. Why not cast delta down to u's bf16 instead, which would also
+satisfy the kernel's check that u, delta, z (and a time-varying B, C) share one dtype? Under
+autocast on CUDA, softplus runs in float32, and delta sets the decay exp(delta * A) that is
+multiplied in at every step: rounding it to bf16 (8 bits of mantissa) perturbs every state's
+decay by up to 0.4 %, per frame, which the recurrence then compounds; mamba itself keeps A in
+float32, applies the bias and softplus to delta inside the kernel in float32 and runs the
+recurrence in float32. Our scan tensors are (batch, 2*d_model, window) with windows of tens of
+frames, small next to the per-frame HGA over patch tokens, so float32 costs little. It also
+means the three implementations see the same numbers, and the ``torch`` path's einsums are not
+silently lowered to bf16 by autocast inside the scan.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 from collections.abc import Callable
@@ -297,9 +312,18 @@ def selective_scan_cuda(
             "(mamba_ssm.ops.selective_scan_interface), which is not importable; "
             f"install it with: {_CUDA_INSTALL}  (or use impl='torch')"
         )
-    if not u.is_cuda:
+    if u.device.type not in KERNEL_DEVICES:
         raise RuntimeError("selective_scan impl 'cuda' needs CUDA tensors; use impl='torch' on CPU")
+    if u.dtype == torch.float64:
+        raise ValueError(
+            "selective_scan impl 'cuda' runs in float32 (mamba-ssm has no float64 path); "
+            "pass float32 inputs or use impl='torch'"
+        )
     return fn(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state)
+
+
+# Device types the kernel runs on. Tests add "cpu" together with a stand-in kernel.
+KERNEL_DEVICES = frozenset({"cuda"})
 
 
 @functools.lru_cache(maxsize=1)
@@ -329,7 +353,8 @@ def resolve_impl(impl: str, u: torch.Tensor) -> str:
     if impl == "auto":
         impl = os.environ.get(ENV_IMPL, "auto") or "auto"
     if impl == "auto":
-        return "cuda" if (u.is_cuda and cuda_available()) else "torch"
+        on_kernel_device = u.device.type in KERNEL_DEVICES
+        return "cuda" if (on_kernel_device and _cuda_kernel() is not None) else "torch"
     if impl not in SCAN_IMPLS:
         raise ValueError(f"unknown selective_scan impl {impl!r}; known: auto, {sorted(SCAN_IMPLS)}")
     return impl
@@ -351,7 +376,51 @@ def selective_scan(
     """Selective scan with mamba-ssm's `selective_scan_fn` semantics (see the module docstring).
 
     Returns out (batch, dim, L) in u's dtype, and with `return_last_state` also the final
-    state (batch, dim, state).
+    state (batch, dim, state), also in u's dtype. Inputs are cast by the dtype rule of the
+    module docstring (`scan_inputs`), and the scan runs with autocast off.
     """
-    fn = SCAN_IMPLS[resolve_impl(impl, u)]
-    return fn(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state)
+    name = resolve_impl(impl, u)
+    out_dtype = u.dtype
+    args = scan_inputs(name, u, delta, A, B, C, D, z, delta_bias)
+    with _no_autocast(u.device):
+        res = SCAN_IMPLS[name](*args, delta_softplus, return_last_state)
+    if return_last_state:
+        out, last = res
+        return out.to(out_dtype), last.to(out_dtype)
+    return res.to(out_dtype)
+
+
+def scan_dtype(impl: str, u: torch.Tensor) -> torch.dtype:
+    """The dtype every implementation scans in: float32, or float64 for float64 input (which
+    the kernel refuses with a clear error: it has no float64 path)."""
+    return torch.float64 if u.dtype == torch.float64 else torch.float32
+
+
+def scan_inputs(impl, u, delta, A, B, C, D=None, z=None, delta_bias=None) -> tuple:
+    """The dtype rule, in one place: activations (u, delta, z, B, C) in `scan_dtype`, parameters
+    (A, D, delta_bias) in float32 (float64 with float64 input), all contiguous in the last dim,
+    as mamba-ssm's kernel checks (u, delta, z, variable B and C share one dtype; A, D and
+    delta_bias float32; unit stride along the last dim)."""
+    act = scan_dtype(impl, u)
+    par = torch.float64 if act == torch.float64 else torch.float32
+
+    def cast(t, dtype):
+        return None if t is None else t.to(dtype).contiguous()
+
+    return (
+        cast(u, act),
+        cast(delta, act),
+        cast(A, par),
+        cast(B, act),
+        cast(C, act),
+        cast(D, par),
+        cast(z, act),
+        cast(delta_bias, par),
+    )
+
+
+def _no_autocast(device: torch.device):
+    """Autocast off for the scan: its inputs are already in the dtype the rule chose."""
+    if device.type in ("cpu", "cuda"):
+        return torch.autocast(device_type=device.type, enabled=False)
+    return contextlib.nullcontext()
