@@ -15,11 +15,12 @@ import numpy as np
 
 from data_manifest.aus import AUS
 from data_manifest.cli_support import UserError
-from train import data as D
 from train.checkpoint import atomic_write_text
+from train.inference import stack_labels
 from train.predict import evaluate_run, predict_split
 from train.run import model_dirs, read_history, read_run_info
 from train.thresholds import f1_curve
+from train.tracks import Track
 
 
 def _plt():
@@ -88,7 +89,7 @@ def plot_f1_threshold(probs: np.ndarray, labels: np.ndarray, thr: dict, path: Pa
     plt.close(fig)
 
 
-def plot_timeline(track: D.Track, probs: np.ndarray, thr: dict, path: Path) -> None:
+def plot_timeline(track: Track, probs: np.ndarray, thr: dict, path: Path) -> None:
     plt = _plt()
     t = np.arange(1, track.n_frames + 1)
     fig, axes = plt.subplots(len(AUS), 1, figsize=(11, 1.0 * len(AUS) + 1), sharex=True)
@@ -126,7 +127,7 @@ def build_report(
     )
     preds = predict_split(run, metrics.get("split", split), device=device)
     tracks = [preds.tracks[t] for t in preds.order]
-    probs, labels = D.stack_labels(tracks, preds.probs)
+    probs, labels = stack_labels(tracks, preds.probs)
     chosen = track or preds.order[0]
     if chosen not in preds.tracks:
         raise UserError(f"track {chosen!r} is not in split {metrics.get('split', split)!r}")
