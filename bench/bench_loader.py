@@ -82,6 +82,10 @@ def write_store(path: Path, tracks: int, frames: int, layouts: list[str], seed: 
                 tw.finish_group(g)
 
 
+def say(text: str) -> None:
+    print(f"[bench_loader {time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
+
+
 def per_call(fn, min_seconds: float, min_iters: int = 1) -> float:
     """Seconds per call of fn (after one warm-up call)."""
     fn()
@@ -154,6 +158,7 @@ def measure(store, reader, rows, features, dims, window, batch, n_batches, devic
     loaders["store reads, prefetch thread"] = loader("stream", prefetch=2)
     loaders["store reads, 2 worker processes"] = loader("stream", workers=2, prefetch=2)
     rates = {}
+    say(f"{window} x {batch}: loaders")
     for name, source in loaders.items():
         next(iter(source.epoch(order[:batch])))  # warm-up
         t0 = time.perf_counter()
@@ -182,6 +187,7 @@ def measure(store, reader, rows, features, dims, window, batch, n_batches, devic
         if device.type == "cuda":
             torch.cuda.synchronize()
 
+    say(f"{window} x {batch}: abaw10 step on {step_batch} windows")
     seconds = per_call(step, 0.5 if quick else 3.0)
     return {"loaders": rates, "step": step_batch / seconds, "step_batch": step_batch}
 
@@ -220,6 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="auwild-bench-loader-") as tmp:
         store = Path(tmp) / "features.zarr"
         t0 = time.perf_counter()
+        say(f"writing {args.tracks} tracks x {frames} frames, layouts {layouts}")
         write_store(store, args.tracks, frames, layouts)
         results["write_s"] = time.perf_counter() - t0
         reader = T.open_store(str(store))
@@ -233,6 +240,7 @@ def main(argv: list[str] | None = None) -> int:
                 "audio": "audio/wavlm",
             }
             keys = sorted(features)
+            say(f"layout {name}")
             res: dict = {"read": read_vs_copy(reader, "t000", features["patch"], args.window, 8)}
             dims = T.feature_dims(reader, "t000", features)
             res["frame_bytes"] = L.frame_bytes(reader, "t000", features, keys)

@@ -3,8 +3,8 @@
 Three sources, chosen once per run by `choose_cache` (`data.cache`):
 - "gpu": the split's frames held in accelerator memory (int8 tokens stay int8, dequantised
   per batch); a batch is one gather on the device;
-- "ram": the split's frames in host memory (pinned on CUDA), gathered in a background thread
-  and copied to the device without blocking;
+- "ram": the split's frames in host memory, gathered in a background thread into pinned
+  batches (on CUDA) that are copied to the device without blocking;
 - "stream": windows read from the store per batch, in DataLoader worker processes
   (`data.workers`) or a background thread, `data.prefetch` batches ahead.
 "auto" takes the first that fits, estimated from the store's array shapes and dtypes before
@@ -25,7 +25,7 @@ import torch
 
 from train.config import DataConfig
 from train.tracks import Track, open_store, read_frames
-from train.windows import FrameTable, Segment, assemble_window, window_segments
+from train.windows import FrameTable, Segment, assemble_window, whole_tracks, window_segments
 
 log = logging.getLogger(__name__)
 
@@ -327,12 +327,7 @@ def build_cache(
     cfg: DataConfig,
     device: torch.device,
 ) -> FrameTable:
-    """A FrameTable of whole `tracks` read from the store onto `device` ("gpu") or host RAM
-    (pinned when training on CUDA)."""
-    from train.windows import whole_tracks
-
+    """A FrameTable of whole `tracks` read from the store onto `device` ("gpu") or into host
+    RAM ("ram"; batches are pinned one at a time by Prefetch, not the whole table)."""
     where = device if kind == "gpu" else torch.device("cpu")
-    pin = kind == "ram" and device.type == "cuda" and cfg.pin_memory
-    return FrameTable(
-        whole_tracks(tracks), keys, cfg, where, store_frames(reader, features, keys), pin=pin
-    )
+    return FrameTable(whole_tracks(tracks), keys, cfg, where, store_frames(reader, features, keys))

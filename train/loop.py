@@ -453,6 +453,7 @@ def fit_run(
 
     Folds pool the manifest's train and val tracks and group them by video; fold i trains on
     the others and validates on fold i, into RUN/fold_<i>/."""
+    config.validate()
     k = int(config.folds.k or 0)
     if k <= 1:
         return fit(config, store, manifest, out, **kwargs)

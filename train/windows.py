@@ -124,7 +124,6 @@ class FrameTable:
         cfg: DataConfig,
         device: torch.device | str = "cpu",
         frames: FrameReader | None = None,
-        pin: bool = False,
     ):
         self.keys = list(keys)
         self.device = torch.device(device)
@@ -138,8 +137,6 @@ class FrameTable:
 
         def alloc(shape, dtype, fill=0) -> torch.Tensor:
             out = torch.empty((total + 1, *shape), dtype=dtype, device=self.device)
-            if pin and self.device.type == "cpu" and torch.cuda.is_available():
-                out = out.pin_memory()
             out[total] = fill
             return out
 
