@@ -141,6 +141,18 @@ def test_prefetch_raises_the_producers_error_in_the_consumer():
         next(it)
 
 
+def test_prefetch_stops_its_thread_when_the_consumer_stops():
+    def endless():
+        while True:
+            yield {"x": torch.ones(3)}
+
+    prefetch = L.Prefetch(endless(), 2, CPU)
+    it = iter(prefetch)
+    next(it)
+    it.close()  # as when an epoch is cut short
+    assert not prefetch.thread.is_alive()
+
+
 def test_unknown_choices_fail_at_load_with_the_allowed_values(tmp_path):
     with pytest.raises(ConfigError, match=r"data.faceless_predict must be one of \['nearest'"):
         resolve("baseline", ["data.faceless_predict=nearst"])
