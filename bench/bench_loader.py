@@ -197,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="smaller store and fewer batches")
     ap.add_argument("--tracks", type=int, default=2)
     ap.add_argument("--frames", type=int, default=None, help="frames per track (600; quick 300)")
-    ap.add_argument("--batch", type=int, default=16, help="windows per step at --window")
+    ap.add_argument("--batch", type=int, default=None, help="windows per step at --window (16)")
     ap.add_argument("--window", type=int, default=64)
     ap.add_argument("--long-window", type=int, default=None, help="512 (quick: 256)")
     ap.add_argument("--layouts", default="fp16,int8,pool4")
@@ -207,7 +207,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     frames = args.frames or (300 if args.quick else 600)
     long_window = args.long_window or (256 if args.quick else 512)
-    n_batches = args.batches or (4 if args.quick else 12)
+    n_batches = args.batches or (3 if args.quick else 12)
+    args.batch = args.batch or 16
     layouts = [x for x in args.layouts.split(",") if x]
 
     import pandas as pd
@@ -221,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = [(args.window, args.batch)]
     if long_window < frames and long_window != args.window:
         settings.append((long_window, max(1, frames_per_step // long_window)))
-    results: dict = {"layouts": {}, "settings": settings}
+    results: dict = {"layouts": {}, "settings": settings, "load_avg": os.getloadavg()[0]}
     t_start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="auwild-bench-loader-") as tmp:
         store = Path(tmp) / "features.zarr"
@@ -278,7 +279,7 @@ def first_step_batch(results: dict, key: str) -> int:
 
 
 def report(args, results: dict, frames: int, torch_version: str) -> str:
-    cmd = "python -m bench.bench_loader" + (" --quick" if args.quick else "")
+    cmd = "python -m bench.bench_loader " + " ".join(sys.argv[1:])
     lines = [
         "## Loader against the abaw10 training step, real feature sizes",
         "",
@@ -286,7 +287,8 @@ def report(args, results: dict, frames: int, torch_version: str) -> str:
         "",
         f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, device "
         f"{results['device']}, torch {torch_version}, "
-        f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}.",
+        f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}, load average "
+        f"{results['load_avg']:.1f} at the start.",
         f"Store: {args.tracks} tracks x {frames} frames, CLS {D_CLS}, patch tokens {GRID}x{GRID}x"
         f"{D_PATCH} per layout, {N_ROIS} ROIs, audio {D_AUDIO}; written in "
         f"{results['write_s']:.0f} s. Settings (window x batch): "
