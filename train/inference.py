@@ -2,13 +2,17 @@
 
 A track is covered by evaluation windows of `data.eval_window` frames every `data.eval_stride`
 frames whose logits are averaged where they overlap; `data.eval_window = 0` runs each track in
-one pass (sequence models linear in length, such as the AG-SSM, see the whole context).
+one pass (sequence models linear in length, such as the AG-SSM, see the whole context), and a
+track that does not fit in device memory in one pass falls back to windows of the training
+length (`data.window`, half overlapping), with one log line naming it.
 Frames without a face then take the probabilities of the nearest frame with a face (the
 earlier one on ties) when `data.faceless_predict = "nearest"`; a track without any face keeps
 the model's own output.
 """
 
 from __future__ import annotations
+
+import logging
 
 import numpy as np
 import torch
@@ -17,6 +21,8 @@ from data_manifest.aus import N_AUS
 from train.config import DataConfig
 from train.tracks import Track
 from train.windows import FrameTable, assemble_window, whole_tracks, window_starts
+
+log = logging.getLogger(__name__)
 
 
 def fill_faceless(values: np.ndarray, face_valid: np.ndarray) -> np.ndarray:
@@ -37,11 +43,14 @@ def fill_faceless(values: np.ndarray, face_valid: np.ndarray) -> np.ndarray:
     return values[src]
 
 
-def eval_windows(n: int, cfg: DataConfig) -> tuple[int, np.ndarray]:
-    """(window, starts) covering a track of n frames (one window of n when eval_window is 0)."""
+def eval_windows(n: int, cfg: DataConfig, whole: bool = True) -> tuple[int, np.ndarray, int]:
+    """(window, starts, stride) covering a track of n frames: one window of n when eval_window is
+    0 and `whole`, else eval windows (training-length windows when eval_window is 0)."""
     if cfg.eval_window <= 0:
-        return n, np.zeros(1, np.int64)
-    return cfg.eval_window, window_starts(n, cfg.eval_window, cfg.eval_stride)
+        if whole:
+            return n, np.zeros(1, np.int64), n
+        return cfg.window, window_starts(n, cfg.window, max(1, cfg.window // 2)), cfg.window // 2
+    return cfg.eval_window, window_starts(n, cfg.eval_window, cfg.eval_stride), cfg.eval_stride
 
 
 def model_device(model: torch.nn.Module) -> torch.device:
@@ -62,8 +71,25 @@ def predict_track_logits(
     autocast_dtype: torch.dtype | None = None,
 ) -> np.ndarray:
     """Logits (T, A) of segment `index` of `table` (a whole track of `n_frames`): overlapping
-    evaluation windows, averaged where they overlap."""
-    window, starts = eval_windows(n_frames, cfg)
+    evaluation windows, averaged where they overlap (or one pass, see the module docstring)."""
+    if cfg.eval_window <= 0:
+        try:
+            return _logits(model, table, index, n_frames, cfg, batch_size, autocast_dtype, True)
+        except torch.OutOfMemoryError:
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            log.warning(
+                "track of %d frames (segment %d) does not fit in one pass; predicted in windows "
+                "of %d frames",
+                n_frames,
+                index,
+                cfg.window,
+            )
+    return _logits(model, table, index, n_frames, cfg, batch_size, autocast_dtype, False)
+
+
+def _logits(model, table, index, n_frames, cfg, batch_size, autocast_dtype, whole) -> np.ndarray:
+    window, starts, _ = eval_windows(n_frames, cfg, whole)
     device = model_device(model)
     total = torch.zeros(n_frames, N_AUS, dtype=torch.float64)
     count = torch.zeros(n_frames, 1, dtype=torch.float64)

@@ -125,3 +125,35 @@ def test_missing_group_or_array_is_a_user_error(dataset):
     model.required_inputs = {"cls", "patch"}
     with pytest.raises(UserError, match="patch"):
         T.required_keys(model, {"cls": "visual/dinov2/cls"})
+
+
+def test_one_pass_falls_back_to_windows_when_a_track_does_not_fit(dataset, caplog):
+    store, manifest = dataset
+    cfg = DataConfig(
+        features={"cls": "visual/dinov2/cls"}, eval_window=0, window=16, faceless_predict="model"
+    )
+    _, tracks = _tracks(store, manifest, "val", ["cls"], cfg)
+    torch.manual_seed(0)
+    inner = build_model({"name": "frame_mlp", "hidden": 8}, {"cls": 16}).eval()
+
+    class Small(torch.nn.Module):  # "runs out of memory" beyond 20 frames
+        def __init__(self):
+            super().__init__()
+            self.inner = inner
+            self.lengths = []
+
+        def forward(self, batch):
+            self.lengths.append(batch["cls"].shape[1])
+            if batch["cls"].shape[1] > 20:
+                raise torch.OutOfMemoryError("too long")
+            return self.inner(batch)
+
+    model = Small()
+    with caplog.at_level("WARNING"):
+        probs = predict_probs(model, tracks, ["cls"], cfg, 4, torch.device("cpu"))
+    t = tracks[0]
+    assert model.lengths[0] == t.n_frames and set(model.lengths[1:]) == {16}
+    assert "does not fit in one pass" in caplog.text
+    with torch.no_grad():
+        full = torch.sigmoid(inner({"cls": torch.from_numpy(t.arrays["cls"]).float()[None]}))[0]
+    np.testing.assert_allclose(probs[t.track_id], full.numpy(), atol=1e-5)
