@@ -55,12 +55,13 @@ def frame_bytes(reader, track_id: str, features: dict[str, str], keys: list[str]
     return total
 
 
-def cache_bytes(reader, tracks: list[Track], features: dict[str, str], keys: list[str]) -> int:
-    """Bytes a cache of `tracks` takes (frames x bytes per frame of the first track)."""
-    if not tracks:
+def cache_bytes(reader, track_ids: list[str], features: dict[str, str], keys: list[str]) -> int:
+    """Bytes a cache of the tracks `track_ids` takes: frames (from track metadata) x bytes per
+    frame of the first track. Nothing is read but metadata."""
+    if not track_ids:
         return 0
-    frames = sum(t.n_frames for t in tracks) + 1
-    return frames * frame_bytes(reader, tracks[0].track_id, features, keys)
+    frames = sum(int(reader.n_frames(t)) for t in track_ids) + 1
+    return frames * frame_bytes(reader, track_ids[0], features, keys)
 
 
 def available_ram() -> int:
@@ -93,12 +94,14 @@ def choose_cache(
     need: int,
     ram: Callable[[], int] | None = None,
     gpu: Callable[[torch.device], int] | None = None,
+    processes: int = 1,
 ) -> tuple[str, str]:
     """("gpu" | "ram" | "stream", why) for `data.cache` = `mode` and a cache of `need` bytes.
 
     A cache is used only when it fits with a margin (GPU_SHARE of free device memory,
     RAM_SHARE of available host memory); asked for one that does not fit, the next one down
-    is taken and `why` says so. `ram` and `gpu` probe free memory (tests replace them)."""
+    is taken and `why` says so. `ram` and `gpu` probe free memory (tests replace them);
+    `processes` caching on this host at once (DDP ranks) share its RAM."""
     ram, gpu = ram or available_ram, gpu or free_gpu_memory
     if mode in ("stream", "none"):
         return "stream", "data.cache=stream"
@@ -112,10 +115,11 @@ def choose_cache(
         elif mode == "gpu":
             reasons.append(f"no GPU cache on {device}")
     free = ram()
-    if need <= RAM_SHARE * free:
-        why = f"cache of {_gib(need)} in RAM ({_gib(free)} available)"
+    each = f" for each of {processes} processes" if processes > 1 else ""
+    if need * processes <= RAM_SHARE * free:
+        why = f"cache of {_gib(need)}{each} in RAM ({_gib(free)} available)"
         return "ram", "; ".join(reasons + [why])
-    reasons.append(f"{_gib(need)} > {RAM_SHARE:.0%} of {_gib(free)} available RAM")
+    reasons.append(f"{_gib(need)}{each} > {RAM_SHARE:.0%} of {_gib(free)} available RAM")
     return "stream", "reading windows from the store: the split does not fit (" + "; ".join(
         reasons
     ) + ")"

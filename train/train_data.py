@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -101,6 +102,12 @@ def build_data(
     ids = list(split.train_rows["track_id"]) + list(split.val_rows["track_id"])
     groups = T.check_groups(reader, paths, ids)
     fingerprints = T.group_fingerprints(reader, groups)
+    cached = ids if info.is_main else list(split.train_rows["track_id"])
+    need = cache_bytes(reader, cached, cfg.features, keys)  # from metadata, before any read
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", "1")) if info.enabled else 1
+    cache, why = choose_cache(cfg.cache, device, need, processes=local)
+    if info.is_main:
+        (log.warning if cache == "stream" and cfg.cache != "stream" else log.info)("%s", why)
 
     def load(rows: pd.DataFrame) -> list[T.Track]:
         return [T.load_track(reader, r, cfg.features, keys, cfg, False) for _, r in rows.iterrows()]
@@ -121,10 +128,6 @@ def build_data(
     )
     pos_weight = T.pos_weights(train_tracks, config.imbalance)
 
-    need = cache_bytes(reader, train_tracks + val_tracks, cfg.features, keys)
-    cache, why = choose_cache(cfg.cache, device, need)
-    if info.is_main:
-        (log.warning if cache == "stream" and cfg.cache != "stream" else log.info)("%s", why)
     batch_size = config.batch_size()
     per_rank = len(windows) // info.world if info.world > 1 else len(windows)
     steps = max(1, math.ceil(per_rank / batch_size))

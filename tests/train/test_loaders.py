@@ -88,7 +88,7 @@ def test_store_reads_in_worker_processes_give_the_reference_batches(dataset):
 def test_cache_estimate_from_metadata_matches_the_cache(dataset):
     store, manifest = dataset
     reader, tracks, cfg = _split(store, manifest)
-    need = L.cache_bytes(reader, tracks, FEATURES, KEYS)
+    need = L.cache_bytes(reader, [t.track_id for t in tracks], FEATURES, KEYS)
     table = L.build_cache("ram", reader, tracks, FEATURES, KEYS, cfg, CPU)
     assert table.nbytes <= need <= 1.05 * table.nbytes + 4096
 
@@ -100,6 +100,8 @@ def test_ram_cache_refuses_to_over_commit():
     assert L.choose_cache("ram", CPU, 5 * gib, ram=lambda: 12 * gib)[0] == "ram"
     assert L.choose_cache("auto", CPU, 5 * gib, ram=lambda: 12 * gib)[0] == "ram"
     assert L.choose_cache("none", CPU, 1, ram=lambda: 12 * gib)[0] == "stream"
+    kind, why = L.choose_cache("ram", CPU, 3 * gib, ram=lambda: 12 * gib, processes=4)
+    assert kind == "stream" and "each of 4 processes" in why  # DDP ranks share the host
     cuda = torch.device("cuda", 0)
     free = {"gpu": lambda d: 40 * gib, "ram": lambda: 12 * gib}
     assert L.choose_cache("auto", cuda, 10 * gib, **free)[0] == "gpu"
