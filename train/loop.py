@@ -34,7 +34,7 @@ from train.checkpoint import (
 )
 from train.config import TrainConfig
 from train.distributed import DistInfo, barrier, cleanup, init_distributed, mean_across
-from train.inference import predict_probs, stack_labels
+from train.inference import model_device, predict_probs, stack_labels
 from train.metrics import binarize, mean_f1
 from train.optim import param_groups
 from train.run import BEST, CONFIG_FILE, HISTORY_FILE, LAST, write_run_info
@@ -304,25 +304,8 @@ def do_train(config: TrainConfig, plan: RunPlan, info: DistInfo, device: torch.d
             f"epoch {epoch + 1}/{opt.epochs}",
             plan.progress and info.is_main,
         )
-        model.train()
-        loss_sum, n = torch.zeros((), dtype=_sum_dtype(device), device=device), 0
-        for batch in bar:
-            lr = opt.lr * lr_factor(state.step, total, opt.warmup, opt.min_lr_ratio)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            with torch.autocast(device.type, dtype=amp or torch.bfloat16, enabled=amp is not None):
-                logits = ddp_model(batch)  # (B, T, A)
-            loss = loss_fn(logits.float(), batch["labels"], batch["train_mask"])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if opt.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), opt.grad_clip)
-            optimizer.step()
-            state.step, n = state.step + 1, n + 1
-            loss_sum += loss.detach()  # no sync: read out at log steps and the epoch's end
-            if state.step % opt.log_every == 0 and hasattr(bar, "set_postfix"):
-                bar.set_postfix(loss=f"{float(loss):.4f}", lr=f"{lr:.2e}")
-        train_loss = mean_across(float(loss_sum) / max(n, 1), info, device)
+        train_loss = train_epoch(ddp_model, model, bar, optimizer, loss_fn, state, total, opt, amp)
+        train_loss = mean_across(train_loss, info, device)
         record: dict[str, Any] = {
             "epoch": epoch + 1,
             "step": state.step,
@@ -355,6 +338,31 @@ def do_train(config: TrainConfig, plan: RunPlan, info: DistInfo, device: torch.d
         "last": last,
         "param_sum": param_sum,  # equal on every DDP rank; a cheap identity check
     }
+
+
+def train_epoch(ddp_model, model, batches, optimizer, loss_fn, state: Progress, total, opt, amp):
+    """One pass over `batches`; returns the mean loss. The loss is read from the device only at
+    log steps (`optim.log_every`) and once at the end: each read waits for the device."""
+    device = model_device(model)
+    model.train()
+    loss_sum, n = torch.zeros((), dtype=_sum_dtype(device), device=device), 0
+    for batch in batches:
+        lr = opt.lr * lr_factor(state.step, total, opt.warmup, opt.min_lr_ratio)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        with torch.autocast(device.type, dtype=amp or torch.bfloat16, enabled=amp is not None):
+            logits = ddp_model(batch)  # (B, T, A)
+        loss = loss_fn(logits.float(), batch["labels"], batch["train_mask"])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if opt.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), opt.grad_clip)
+        optimizer.step()
+        state.step, n = state.step + 1, n + 1
+        loss_sum += loss.detach()
+        if state.step % opt.log_every == 0 and hasattr(batches, "set_postfix"):
+            batches.set_postfix(loss=f"{float(loss):.4f}", lr=f"{lr:.2e}")
+    return float(loss_sum) / max(n, 1)
 
 
 def _sum_dtype(device: torch.device) -> torch.dtype:
