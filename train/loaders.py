@@ -8,8 +8,11 @@ Three sources, chosen once per run by `choose_cache` (`data.cache`):
 - "stream": windows read from the store per batch, in DataLoader worker processes
   (`data.workers`) or a background thread, `data.prefetch` batches ahead.
 "auto" takes the first that fits, estimated from the store's array shapes and dtypes before
-anything is read. Every source assembles batches with `windows.assemble_window`, and
-`memory_batches` (no thread, no worker) is the plain reference the others are tested against.
+anything is read. Every source assembles batches with `windows.assemble_window`; the host
+sources copy its compact half (`gather_window`: float16 / int8 tokens, int8 labels) to the
+device and finish it there (`finish_window`: float32, dequantised, means subtracted), so the
+copy is 2-4x smaller than the batch. `memory_batches` (no thread, no worker) is the plain
+reference the others are tested against.
 """
 
 from __future__ import annotations
@@ -25,7 +28,15 @@ import torch
 
 from train.config import DataConfig
 from train.tracks import Track, open_store, read_frames
-from train.windows import FrameTable, Segment, assemble_window, whole_tracks, window_segments
+from train.windows import (
+    FrameTable,
+    Segment,
+    assemble_window,
+    finish_window,
+    gather_window,
+    whole_tracks,
+    window_segments,
+)
 
 log = logging.getLogger(__name__)
 
@@ -141,6 +152,11 @@ def to_device(batch: Batch, device: torch.device) -> Batch:
     return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
 
 
+def finish_on(raw: Batch, device: torch.device) -> Batch:
+    """A compact host batch copied to `device` (without blocking when pinned), finished there."""
+    return finish_window(to_device(raw, device))
+
+
 def memory_batches(
     table: FrameTable,
     windows: np.ndarray,
@@ -201,7 +217,7 @@ class Prefetch:
                     return
                 if kind == "error":
                     raise item
-                yield to_device(item, self.device)
+                yield finish_on(item, self.device)
         finally:
             self.close()
 
@@ -254,9 +270,8 @@ class StoreBatches(torch.utils.data.Dataset):
         segments = window_segments(self.tracks, sel, self.cfg.window)
         frames = store_frames(self.reader(), self.features, self.keys)
         table = FrameTable(segments, self.keys, self.cfg, frames=frames)
-        return assemble_window(
-            table, np.arange(len(sel)), np.zeros(len(sel), np.int64), self.cfg.window
-        )
+        starts = np.zeros(len(sel), np.int64)
+        return gather_window(table, np.arange(len(sel)), starts, self.cfg.window)  # compact
 
     def __getstate__(self) -> dict:
         """Workers get a copy without the reader; each opens its own (see reader())."""
@@ -298,10 +313,7 @@ class WindowLoader:
                 return memory_batches(
                     self.table, self.windows, order, self.batch_size, self.cfg.window, self.device
                 )
-            host = memory_batches(
-                self.table, self.windows, order, self.batch_size, self.cfg.window, self.table.device
-            )
-            return iter(Prefetch(host, depth, self.device))
+            return iter(Prefetch(self._compact(order), depth, self.device))
         self.store.order = np.asarray(order)
         if self.cfg.workers > 0:
             loader = torch.utils.data.DataLoader(
@@ -315,11 +327,18 @@ class WindowLoader:
                 # its own generator: the loader must not draw from the global RNG (dropout's)
                 generator=torch.Generator().manual_seed(self.seed),
             )
-            return (to_device(b, self.device) for b in loader)
+            return (finish_on(b, self.device) for b in loader)
         plain = (self.store[b] for b in range(len(self.store)))
         if depth <= 0:
-            return (to_device(b, self.device) for b in plain)
+            return (finish_on(b, self.device) for b in plain)
         return iter(Prefetch(plain, depth, self.device))
+
+    def _compact(self, order: np.ndarray) -> Iterator[Batch]:
+        """Compact batches gathered from the host table (finished on the device)."""
+        w, bs = self.cfg.window, self.batch_size
+        for b in range(0, len(order), bs):
+            sel = self.windows[order[b : b + bs]]
+            yield gather_window(self.table, sel[:, 0], sel[:, 1], w)
 
 
 def build_cache(

@@ -178,29 +178,57 @@ class FrameTable:
         return sum(t.numel() * t.element_size() for t in tensors)
 
 
-def assemble_window(table: FrameTable, segment_idx, starts, window: int) -> dict[str, torch.Tensor]:
-    """Batch of windows (B, T, ...) of `window` frames from `starts` (B,) into `segment_idx`
-    (B,) of `table`, on the table's device; int8 tokens dequantised, track means subtracted.
+SCALE, MEAN = "scale:", "mean:"  # prefixes of the compact batch's int8 scales and track means
 
-    The one place a batch is made: every loader and whole-track prediction call it."""
+
+def gather_window(table: FrameTable, segment_idx, starts, window: int) -> dict[str, torch.Tensor]:
+    """The compact batch: windows (B, T, ...) in the table's dtypes (float16, int8 with their
+    scales under "scale:<key>"), track means (B, ...) under "mean:<key>", labels int8, masks.
+    Small to copy to the device; `finish_window` turns it into the model's batch there."""
     dev = table.device
     si = torch.as_tensor(segment_idx, device=dev)
     st = torch.as_tensor(starts, device=dev)
     pos = st[:, None] + torch.arange(window, device=dev)  # (B, T)
     inside = pos < table.lengths[si][:, None]  # (B, T)
     idx = torch.where(inside, table.offsets[si][:, None] + pos, table.zero_row)  # (B, T)
-    batch = {k: v[idx].float() for k, v in table.data.items()}  # (B, T, ...)
-    for k, scale in table.scales.items():
-        batch[k] = batch[k] * scale[idx][..., None]  # int8 tokens (B, T, h, w, D)
-    for k, mean in table.means.items():
-        batch[k] = batch[k] - mean[si][:, None]  # (B, T, ...) minus the track's mean
-    batch["mask"] = inside
-    batch["face_valid"] = table.face_valid[idx] & inside
-    batch["train_mask"] = table.train_ok[idx] & inside
-    batch["labels"] = table.labels[idx].float()  # (B, T, 12), -1 unknown
+    raw = {k: v[idx] for k, v in table.data.items()}  # (B, T, ...) stored dtypes
+    raw.update({SCALE + k: v[idx] for k, v in table.scales.items()})  # (B, T, h, w)
+    raw.update({MEAN + k: v[si] for k, v in table.means.items()})  # (B, ...)
+    raw["mask"] = inside
+    raw["face_valid"] = table.face_valid[idx] & inside
+    raw["train_mask"] = table.train_ok[idx] & inside
+    raw["labels"] = table.labels[idx]  # (B, T, 12) int8, -1 unknown
     if table.audio_valid is not None:
-        batch["audio_valid"] = table.audio_valid[idx] & inside
+        raw["audio_valid"] = table.audio_valid[idx] & inside
+    return raw
+
+
+def finish_window(raw: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The model's batch from a compact one, on its device: float32 features, int8 tokens
+    dequantised, track means subtracted, labels float (-1 unknown)."""
+    batch = {}
+    for k, v in raw.items():
+        if k.startswith((SCALE, MEAN)):
+            continue
+        if k in ("mask", "face_valid", "train_mask", "audio_valid"):
+            batch[k] = v
+            continue
+        x = v.float()  # (B, T, ...)
+        if SCALE + k in raw:
+            x = x * raw[SCALE + k].float()[..., None]  # int8 tokens (B, T, h, w, D)
+        if MEAN + k in raw:
+            x = x - raw[MEAN + k][:, None]  # (B, T, ...) minus the track's mean
+        batch[k] = x
     return batch
+
+
+def assemble_window(table: FrameTable, segment_idx, starts, window: int) -> dict[str, torch.Tensor]:
+    """Batch of windows (B, T, ...) of `window` frames from `starts` (B,) into `segment_idx`
+    (B,) of `table`, on the table's device; int8 tokens dequantised, track means subtracted.
+
+    The one place a batch is made: every loader and whole-track prediction come through here
+    (host loaders copy the compact `gather_window` and call `finish_window` on the device)."""
+    return finish_window(gather_window(table, segment_idx, starts, window))
 
 
 def whole_tracks(tracks: list[Track]) -> list[Segment]:
