@@ -29,6 +29,8 @@ import torch
 from train.config import DataConfig
 from train.tracks import Track, open_store, read_frames
 from train.windows import (
+    MEAN,
+    SCALE,
     FrameTable,
     Segment,
     assemble_window,
@@ -153,7 +155,14 @@ def to_device(batch: Batch, device: torch.device) -> Batch:
 
 
 def finish_on(raw: Batch, device: torch.device) -> Batch:
-    """A compact host batch copied to `device` (without blocking when pinned), finished there."""
+    """A compact host batch copied to `device` (without blocking when pinned), finished there;
+    a batch already finished (on a CPU, by the thread or worker that made it) is passed on."""
+    labels = raw.get("labels")
+    compact = any(k.startswith((SCALE, MEAN)) for k in raw) or (
+        labels is not None and not labels.is_floating_point()
+    )
+    if not compact:
+        return to_device(raw, device)
     return finish_window(to_device(raw, device))
 
 
@@ -198,6 +207,8 @@ class Prefetch:
     def _run(self, batches: Iterator[Batch]) -> None:
         try:
             for batch in batches:
+                if self.device.type == "cpu" and "labels" in batch:
+                    batch = finish_window(batch)  # no copy to overlap: finish here
                 if self.pin:
                     batch = {
                         k: v.pin_memory() if v.device.type == "cpu" else v for k, v in batch.items()
@@ -253,6 +264,7 @@ class StoreBatches(torch.utils.data.Dataset):
         self.cfg = cfg
         self.batch_size = batch_size
         self.order = np.zeros(0, np.int64)
+        self.finish = False  # finish batches in the worker (when training on a CPU)
         self._reader = None
         self._pid = -1
 
@@ -271,7 +283,8 @@ class StoreBatches(torch.utils.data.Dataset):
         frames = store_frames(self.reader(), self.features, self.keys)
         table = FrameTable(segments, self.keys, self.cfg, frames=frames)
         starts = np.zeros(len(sel), np.int64)
-        return gather_window(table, np.arange(len(sel)), starts, self.cfg.window)  # compact
+        raw = gather_window(table, np.arange(len(sel)), starts, self.cfg.window)
+        return finish_window(raw) if self.finish else raw  # compact unless training on a CPU
 
     def __getstate__(self) -> dict:
         """Workers get a copy without the reader; each opens its own (see reader())."""
@@ -315,6 +328,7 @@ class WindowLoader:
                 )
             return iter(Prefetch(self._compact(order), depth, self.device))
         self.store.order = np.asarray(order)
+        self.store.finish = self.device.type == "cpu" and self.cfg.workers > 0
         if self.cfg.workers > 0:
             loader = torch.utils.data.DataLoader(
                 self.store,
