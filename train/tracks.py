@@ -207,7 +207,7 @@ def load_track(
     result = load_labels(labels_path, n)
     if result.note:
         log.debug("%s", result.note)
-    have = set(reader.arrays(tid))
+    have = set(reader.arrays(tid))  # with the arrays a complete group must hold, even if lost
     face_valid = read_mask(reader, tid, cfg.face_valid, have, n)
     audio_valid = read_mask(reader, tid, cfg.audio_valid, have, n) if "audio" in keys else None
     for key in keys:

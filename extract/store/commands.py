@@ -8,6 +8,8 @@ import sys
 
 from data_manifest.cli_support import UserError
 from extract.store.fingerprint import FingerprintMismatch
+from extract.store.integrity import CorruptChunk, MissingChunk
+from extract.store.lease import TrackLeased
 from extract.store.location import StoreNotFound
 from extract.store.writer import StoreVersionError
 
@@ -30,7 +32,15 @@ def _user_errors(func):
     def run(args: argparse.Namespace) -> int:
         try:
             return func(args)
-        except (StoreNotFound, StoreVersionError, FingerprintMismatch, ValueError) as exc:
+        except (
+            StoreNotFound,
+            StoreVersionError,
+            FingerprintMismatch,
+            MissingChunk,
+            CorruptChunk,
+            TrackLeased,
+            ValueError,
+        ) as exc:
             raise UserError(str(exc)) from exc
 
     return run
@@ -47,10 +57,13 @@ def _inspect(args: argparse.Namespace) -> int:
 
 @_user_errors
 def _verify(args: argparse.Namespace) -> int:
-    from extract.store.verify import format_verify, verify_store
+    from extract.store.verify import format_verify, format_verify_json, verify_store
 
     report = verify_store(args.store, _storage_options(args))
-    print(format_verify(report), file=sys.stdout if report.ok else sys.stderr)
+    if args.json:
+        print(format_verify_json(report))
+    else:
+        print(format_verify(report), file=sys.stdout if report.ok else sys.stderr)
     return 0 if report.ok else 1
 
 
@@ -94,6 +107,9 @@ def register(subparsers, add_common_options) -> None:
         "verify", help="check every complete track; non-zero exit on problems"
     )
     p.add_argument("store", help="store path or fsspec URL")
+    p.add_argument(
+        "--json", action="store_true", help="print the report as JSON (problems, leases, ...)"
+    )
     common(p)
     p.set_defaults(func=_verify)
 

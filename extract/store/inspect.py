@@ -5,8 +5,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
+
 from extract.store.reader import StoreReader
-from extract.store.schema import SCALE_SUFFIX, TRACKS
+from extract.store.schema import FACE_GROUP, FACE_VALID, SCALE_SUFFIX, TRACKS
+
+FACE_RATE_LINES = 10  # tracks listed in the text output, lowest face rate first
 
 
 def _array_of_file(key: str) -> tuple[str, str] | None:
@@ -24,7 +28,8 @@ def inspect_store(url: str, storage_options: Mapping[str, Any] | None = None) ->
     Keys: url, schema_version, package_version, created, fingerprint, groups ({name: fingerprint}),
     models, extractor, tracks (number complete), incomplete_tracks (ids), frames (total over
     complete tracks), bytes (stored bytes of their arrays), bytes_per_frame, arrays
-    ({path: {frame_shape, dtype, token_storage, chunk_frames, shard_frames, tracks, bytes_per_frame}}).
+    ({path: {frame_shape, dtype, token_storage, chunk_frames, shard_frames, tracks, bytes_per_frame}}),
+    face_rate ({track: fraction of frames with face/valid, None without a face group}).
     """
     reader = StoreReader(url, storage_options=storage_options)
     tracks = reader.tracks()
@@ -66,6 +71,13 @@ def inspect_store(url: str, storage_options: Mapping[str, Any] | None = None) ->
     for name, entry in arrays.items():
         n = frames_by_array.get(name, 0)
         entry["bytes_per_frame"] = round(bytes_by_array.get(name, 0) / n, 2) if n else None
+    face_rate: dict[str, float | None] = {}
+    for tid in tracks:
+        if FACE_GROUP in reader.track_attrs(tid).get("groups", {}):
+            valid = reader.read(tid, FACE_VALID)
+            face_rate[tid] = round(float(valid.mean()), 4) if len(valid) else 0.0
+        else:
+            face_rate[tid] = None
     attrs = reader.attrs
     return {
         "url": reader.url,
@@ -82,6 +94,7 @@ def inspect_store(url: str, storage_options: Mapping[str, Any] | None = None) ->
         "bytes": total_bytes,
         "bytes_per_frame": round(total_bytes / total_frames, 2) if total_frames else None,
         "arrays": dict(sorted(arrays.items())),
+        "face_rate": face_rate,
     }
 
 
@@ -110,6 +123,17 @@ def format_inspect(info: Mapping[str, Any]) -> str:
             f"  {name:<24} (T, {', '.join(map(str, a['frame_shape']))}) {a['dtype']}{extra}"
             f"  chunk={a['chunk_frames']} shard={a['shard_frames']}  {a['bytes_per_frame']} B/frame"
         )
+    rates = {t: r for t, r in info.get("face_rate", {}).items() if r is not None}
+    if rates:
+        values = np.array(list(rates.values()))
+        lines.append(
+            f"face rate    mean {values.mean():.3f}, min {values.min():.3f}, max {values.max():.3f}"
+            " (fraction of frames with face/valid, per track)"
+        )
+        for tid, rate in sorted(rates.items(), key=lambda kv: kv[1])[:FACE_RATE_LINES]:
+            lines.append(f"  {tid:<24} {rate:.3f}")
+        if len(rates) > FACE_RATE_LINES:
+            lines.append(f"  ... {len(rates) - FACE_RATE_LINES} more (--json lists every track)")
     for tid in info["incomplete_tracks"]:
         lines.append(f"incomplete   {tid}")
     return "\n".join(lines)

@@ -81,8 +81,12 @@ def _missing(key: str, describe) -> None:
 
 
 def first_line(exc: BaseException) -> str:
+    """One short line for a decode error (zarr's checksum error shows raw bytes: named instead)."""
     text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0] if text else ''}"
+    line = text[0] if text else ""
+    if "checksum do not match" in line:
+        return "crc32c checksum mismatch"
+    return f"{type(exc).__name__}: {line[:200]}"
 
 
 def read_checked(arr, start: int, stop: int, tid: str, name: str, describe) -> object:

@@ -7,11 +7,13 @@ by another process raises `TrackLeased` and nothing is touched.
 Layout: `<store>/.leases/<track_id>/<generation>.json`, outside `tracks/` (the reader's track
 listing, zarr's consolidation and merge never see it; zarr skips the dot-folder). Each file holds
 its holder: host, pid, the process start time (so a reused pid is not mistaken for the holder),
-start time, heartbeat (epoch seconds) and a random token. The holder of a track is the file with
+the pid space (host, boot id and pid namespace: a pid is only judged where it means the same
+process), start time, heartbeat (epoch seconds) and a random token. The holder of a track is the file with
 the highest generation. Taking a lease means creating generation `top + 1` exclusively:
 
-- a free track (no file, or the top one released) or a stale top lease (its pid is dead on this
-  host, its pid now belongs to another process, or its heartbeat is older than `stale_after`)
+- a free track (no file, or the top one released) or a stale top lease (its pid is dead in this
+  pid space, its pid now belongs to another process, or its heartbeat is older than
+  `stale_after`)
   may be taken; a live one raises TrackLeased;
 - two takers racing for the same generation: exclusive creation lets exactly one win, the other
   re-reads and finds a live lease;
@@ -89,6 +91,21 @@ def process_start(pid: int) -> str | None:
     return fields[19] if len(fields) > 19 else None
 
 
+def process_space() -> str:
+    """Which pid space this process lives in: boot id + pid namespace (Linux), else the host name.
+
+    Two containers (or machines) may share a host name; a pid is only checked where it means
+    the same process."""
+    parts = [socket.gethostname()]
+    try:
+        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as f:
+            parts.append(f.read().strip())
+        parts.append(str(os.stat("/proc/self/ns/pid").st_ino))
+    except OSError:
+        pass
+    return ":".join(parts)
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -104,7 +121,7 @@ def stale_reason(info: dict, stale_after: float, now: float | None = None) -> st
     if info.get("released"):
         return "released"
     now = time.time() if now is None else now
-    if info.get("host") == socket.gethostname():
+    if info.get("pid_space", info.get("host")) == process_space():
         pid = int(info.get("pid", -1))
         if pid <= 0 or not _pid_alive(pid):
             return f"process {pid} on {info.get('host')} is gone"
@@ -242,6 +259,7 @@ class Lease:
                 "host": socket.gethostname(),
                 "pid": os.getpid(),
                 "proc_start": process_start(os.getpid()),
+                "pid_space": process_space(),
                 "started": _dt.datetime.fromtimestamp(now, _dt.timezone.utc).isoformat(
                     timespec="seconds"
                 ),

@@ -1,6 +1,9 @@
 """Combining stores written on different machines into one, file by file.
 
-Group fingerprints must agree (the same name, the same fields) or nothing is copied. Each track
+Group fingerprints must agree (the same name, the same fields), and so must the per-track fields
+the tracks' group entries record (full frames vs aligned crops, detector), or nothing is copied:
+a store from full frames and one from aligned crops share group fingerprints but not numbers.
+Each track
 is copied whole, its `zarr.json` (with status = complete) last, so a merge interrupted midway
 leaves only incomplete tracks behind and can simply be run again.
 """
@@ -11,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from extract.store.fingerprint import check_same_group
+from extract.store.fingerprint import check_same_group, check_same_track_entry
 from extract.store.location import StoreNotFound
 from extract.store.reader import StoreReader
 from extract.store.schema import TRACKS
@@ -56,6 +59,12 @@ def merge_stores(
                 check_same_group(name, combined[name], entry, (origin[name], r.url))
             else:
                 combined[name], origin[name] = entry, r.url
+    seen: dict[str, tuple[str, dict]] = {}  # group -> (where, first track entry)
+    for r in ([existing] if existing else []) + readers:
+        for tid in r.tracks():
+            for name, entry in r.track_attrs(tid).get("groups", {}).items():
+                where, ref = seen.setdefault(name, (f"{r.url} track {tid}", entry))
+                check_same_track_entry(name, ref, entry, (where, f"{r.url} track {tid}"))
     owner: dict[str, str] = {}
     for r in readers:
         for tid in r.tracks():

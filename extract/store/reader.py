@@ -4,6 +4,10 @@ Only tracks whose status is complete are listed; a window read `read(tid, name, 
 just the chunks covering frames a..b (sharded arrays are read by byte range). Consolidated
 metadata, when present, saves one request per track; tracks written after the last
 `consolidate` are still found by listing.
+
+Readers never invent data: a missing chunk file or a missing array of a complete group raises
+MissingChunk, a chunk that does not decode (checksum, compressor) raises CorruptChunk; both are
+one line naming track, array and file (integrity.py).
 """
 
 from __future__ import annotations
@@ -15,16 +19,23 @@ from typing import Any
 
 import numpy as np
 
-from extract.store.fingerprint import FingerprintMismatch, check_same_group
+from extract.store.fingerprint import (
+    FingerprintMismatch,
+    check_same_group,
+    check_same_track_entry,
+)
+from extract.store.integrity import MissingChunk, make_strict, read_checked
 from extract.store.location import StoreLocation, StoreNotFound
 from extract.store.quantize import TokenStorage
 from extract.store.schema import (
     SCALE_SUFFIX,
     STATUS_ATTR,
     STATUS_COMPLETE,
+    TRACK_ARRAYS,
     TRACKS,
     check_track_id,
     group_of,
+    required_arrays,
     scale_path,
 )
 from extract.store.writer import ROOT_META, check_schema
@@ -53,7 +64,7 @@ class StoreReader:
             raise StoreNotFound(f"no auwild store at {self.url} (no {ROOT_META})")
         self.attrs: dict = dict(meta.get("attributes", {}))
         check_schema(self.attrs, self.url)
-        self.store = self.location.zarr_store(read_only=True)
+        self.store = make_strict(self.location.zarr_store(read_only=True), self.location.path)
         cm = meta.get("consolidated_metadata") if consolidated is not False else None
         self._consolidated: dict = dict((cm or {}).get("metadata", {}))
         self._use_consolidated = bool(self._consolidated)
@@ -160,22 +171,53 @@ class StoreReader:
             self._array_cache[key] = found
         return self._array_cache[key]
 
+    def required(self, tid: str) -> dict[str, str | None]:
+        """{array path: group (None for track arrays)} the track's complete groups must hold."""
+        out: dict[str, str | None] = {path: None for path in TRACK_ARRAYS}
+        for grp, entry in self.track_attrs(tid).get("groups", {}).items():
+            for path in required_arrays(grp, entry):
+                out[path] = grp
+        return out
+
     def arrays(self, tid: str) -> list[str]:
-        """Array paths of the track's complete groups (scale arrays of int8 tokens left out)."""
+        """Array paths of the track's complete groups (scale arrays of int8 tokens left out).
+
+        Arrays the schema requires of a complete group are listed even when missing from the
+        store; reading one raises MissingChunk."""
         done = set(self.track_attrs(tid).get("groups", {}))
-        out = []
+        out = set(p for p in self.required(tid) if not p.endswith(SCALE_SUFFIX))
         for name in self._all_arrays(tid):
             if name.endswith(SCALE_SUFFIX):
                 continue
             grp = group_of(name)
             if grp is None or grp in done:
-                out.append(name)
+                out.add(name)
         return sorted(out)
 
     def array(self, tid: str, name: str):
-        """The zarr.Array of `name` in track `tid` (stored values: int8 tokens stay int8)."""
+        """The zarr.Array of `name` in track `tid` (stored values: int8 tokens stay int8).
+
+        Only arrays of the track's complete groups: a group being written or replaced is not
+        read (GroupMissing)."""
+        grp = group_of(name)
+        if grp is not None and grp not in self.track_attrs(tid).get("groups", {}):
+            raise GroupMissing(
+                f"track {tid!r} of {self.url}: array {name!r} belongs to group {grp!r}, which is "
+                "not complete in this track"
+            )
         arrays = self._all_arrays(tid)
         if name not in arrays:
+            required = self.required(tid)
+            if name in required:
+                what = (
+                    f"group {required[name]!r} is complete"
+                    if required[name]
+                    else "every track has it"
+                )
+                raise MissingChunk(
+                    f"track {tid!r} array {name!r}: missing from {self.url} although {what} "
+                    f"({self.location.path(f'{TRACKS}/{tid}/{name}')} is gone)"
+                )
             raise KeyError(
                 f"track {tid!r} of {self.url} has no array {name!r} (it has {sorted(arrays)})"
             )
@@ -198,14 +240,14 @@ class StoreReader:
     def _raw(self, tid: str, name: str, start: int, stop: int) -> np.ndarray:
         arr = self.array(tid, name)
         if self._cache_budget == 0:
-            return arr[start:stop]
+            return read_checked(arr, start, stop, tid, name, self.location.path)
         key = (tid, name)
         with self._lock:
             full = self._mem.get(key)
             if full is not None:
                 self._mem.move_to_end(key)
         if full is None:
-            full = arr[:]
+            full = read_checked(arr, 0, arr.shape[0], tid, name, self.location.path)
             with self._lock:
                 self._mem[key] = full
                 self._mem_bytes += full.nbytes
@@ -253,8 +295,9 @@ class StoreReader:
         """Check that the groups of `names` (group names or array paths) agree everywhere.
 
         Every listed (default: every complete) track must hold each group complete with the
-        root's fingerprint; raises FingerprintMismatch naming the differing fields, or
-        GroupMissing. Returns {group: fingerprint}.
+        root's fingerprint, and all of them must record the same per-track fields (a track from
+        full frames and one from aligned crops do not mix); raises FingerprintMismatch naming
+        the differing fields (`track.aligned_input`), or GroupMissing. Returns {group: fingerprint}.
         """
         wanted = []
         for n in names:
@@ -265,6 +308,7 @@ class StoreReader:
         for grp in wanted:
             if grp not in root:
                 raise GroupMissing(f"{self.url} has no group {grp!r} (it has {sorted(root)})")
+        first: dict[str, tuple[str, dict]] = {}
         for tid in self.tracks() if tracks is None else list(tracks):
             tgroups = self.track_attrs(tid).get("groups", {})
             for grp in wanted:
@@ -272,6 +316,10 @@ class StoreReader:
                     raise GroupMissing(f"track {tid!r} of {self.url} has no complete group {grp!r}")
                 try:
                     check_same_group(grp, root[grp], tgroups[grp], ("store", f"track {tid}"))
+                    ref_tid, ref = first.setdefault(grp, (tid, tgroups[grp]))
+                    check_same_track_entry(
+                        grp, ref, tgroups[grp], (f"track {ref_tid}", f"track {tid}")
+                    )
                 except FingerprintMismatch as exc:
                     raise FingerprintMismatch(f"{self.url}: {exc}", exc.fields) from None
         return {grp: root[grp]["fingerprint"] for grp in wanted}

@@ -48,6 +48,7 @@ import random
 import socket
 import tempfile
 import time
+import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -302,6 +303,7 @@ class StoreWriter:
                 del nodes[k]
             return meta
 
+        self.location.refresh()
         after = self._update_root_meta(drop)
         self.consolidated = bool(after.get("consolidated_metadata"))
 
@@ -402,10 +404,10 @@ class StoreWriter:
         key = f"{TRACKS}/{track_id}"
         if status == STATUS_COMPLETE and add_groups and not overwrite:
             tw = TrackWriter(self, track_id, n_frames, attrs, adding=True, lease=lease)
+            # readers take the track's own metadata from now on, before anything changes in it
+            self._drop_consolidated(track_id)
             if replace:
                 tw._remove_groups(replace)
-            if self.consolidated:
-                self._drop_consolidated(track_id)  # readers take its fresh metadata from now on
             tw._start_heartbeat()
             return tw
         if status == STATUS_COMPLETE and not overwrite:
@@ -415,8 +417,8 @@ class StoreWriter:
             )
         if n_frames is None:
             raise ValueError(f"track {track_id!r}: n_frames is needed to write a new track")
-        if self.consolidated:
-            self._drop_consolidated(track_id)
+        if status is not None:
+            self._drop_consolidated(track_id)  # another process may have consolidated since
         if status is not None:
             log.info("track %s in %s: removing the previous (%s) copy", track_id, self.url, status)
             if status == STATUS_COMPLETE:  # not complete any more before a single array goes
@@ -504,6 +506,9 @@ class TrackWriter:
     def _start_heartbeat(self) -> None:
         if self.lease is not None:
             self.lease.start_heartbeat()
+            # a writer dropped without commit() or abort() stops refreshing its lease, which
+            # then goes stale and may be taken over
+            weakref.finalize(self, self.lease._stop.set)
 
     def _remove_groups(self, names) -> None:
         """Remove groups `names` from this reopened track: from its `groups` attribute first,
@@ -737,6 +742,17 @@ class TrackWriter:
                     f"({len(missing)} of {len(expected_chunk_files(meta))})"
                 )
 
+    def _check_lease(self) -> None:
+        """Raise LeaseLost (and stop: nothing is marked) when another process took the track."""
+        if self.lease is None:
+            return
+        try:
+            self.lease.check()
+        except LeaseLost:
+            self._committed = True
+            self.lease.release()
+            raise
+
     def abort(self) -> None:
         """Drop what this writer wrote (a fresh track is deleted; a reopened one keeps its old
         groups) and release the lease. Nothing is deleted when the lease was taken over."""
@@ -772,16 +788,11 @@ class TrackWriter:
                     f"track {self.track_id!r}: call finish_group({grp!r}) before commit"
                 )
         groups = {**self._existing_groups, **self._finished}
+        self._check_lease()
         self._prove(TRACK_ARRAYS, "track")
         for name in self._finished:
             self._prove(required_arrays(name, groups[name]), f"group {name!r}")
-        if self.lease is not None:
-            try:
-                self.lease.check()
-            except LeaseLost:
-                self._committed = True
-                self.lease.release()
-                raise
+        self._check_lease()  # again, right before the track becomes visible
         attrs = {**self._attrs, "groups": groups, STATUS_ATTR: STATUS_COMPLETE, "completed": _now()}
         self.group.update_attributes(attrs)
         self._attrs = attrs

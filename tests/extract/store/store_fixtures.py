@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 
 import numpy as np
 
-from extract.store import StoreWriter, TokenStorage
+from extract.store import StoreReader, StoreWriter, TokenStorage
 from extract.store.schema import group_of
 
 ENC = "dino"  # visual encoder name in test stores
@@ -127,5 +128,47 @@ def slow_writer_main(url: str, tid: str, ready: str) -> None:
             time.sleep(0.05)
 
 
-if __name__ == "__main__":  # python -m tests.extract.store.store_fixtures URL TID READY
-    slow_writer_main(sys.argv[1], sys.argv[2], sys.argv[3])
+def hold_track_main(url: str, tid: str, ready: str, go: str) -> None:
+    """Open a track (taking its lease), signal `ready`, wait for file `go`, then write and commit."""
+    w = small_writer(url)
+    register_all(w)
+    n = 15
+    data = make_track(n, 42)
+    with w.open_track(tid, n_frames=n, attrs={"fps": 30.0}) as tw:
+        with open(ready, "w") as f:
+            f.write(str(os.getpid()))
+        deadline = time.monotonic() + 60
+        while not os.path.exists(go) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        for name, values in data.items():
+            tw.create_array(name, values.shape, DTYPES[name])
+            tw.write(name, 0, values)
+        for g in group_fields():
+            tw.finish_group(g)
+
+
+def rewrite_main(url: str, tid: str, ready: str, mode: str) -> None:
+    """Start rewriting a complete track (mode "replace": its visual group; "overwrite": all of it),
+    write half of the new arrays, signal `ready`, then wait to be killed."""
+    w = small_writer(url)
+    n = StoreReader(url, consolidated=False).n_frames(tid)
+    new = make_track(n, 99)
+    if mode == "replace":
+        tw = w.open_track(tid, add_groups=True, replace_groups=[f"visual/{ENC}"])
+        names = [f"visual/{ENC}/cls", f"visual/{ENC}/patch"]
+    else:
+        tw = w.open_track(tid, n_frames=n, overwrite=True)
+        names = list(new)
+    half = n // 2
+    for name in names:
+        tw.create_array(name, new[name].shape, DTYPES[name])
+        tw.write(name, 0, new[name][:half])
+        tw._flush(tw._arrays[name], final=True)  # the first half really is on disk
+    with open(ready, "w") as f:
+        f.write("ready")
+    time.sleep(120)
+
+
+if __name__ == "__main__":  # python -m tests.extract.store.store_fixtures WHAT ARGS...
+    what, args = sys.argv[1], sys.argv[2:]
+    {"slow": slow_writer_main, "hold": hold_track_main, "rewrite": rewrite_main}[what](*args)

@@ -49,7 +49,15 @@ def test_sigkill_mid_track_leaves_a_valid_store(tmp_path):
     ready = tmp_path / "ready"
     env = dict(os.environ, PYTHONPATH=REPO, OMP_NUM_THREADS="1")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.extract.store.store_fixtures", url, "killed", str(ready)],
+        [
+            sys.executable,
+            "-m",
+            "tests.extract.store.store_fixtures",
+            "slow",
+            url,
+            "killed",
+            str(ready),
+        ],
         cwd=REPO,
         env=env,
     )

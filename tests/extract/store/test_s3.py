@@ -94,3 +94,36 @@ def test_write_and_consolidate_directly_on_s3(s3):
     assert r.tracks() == ["t0", "t1"]
     assert np.array_equal(r.read("t0", "face/rois", 2, 6), data["face/rois"][2:6])
     assert verify_store(url, opts).ok
+
+
+def test_lease_on_s3_acquire_conflict_release(s3):
+    from extract.store import TrackLeased
+    from extract.store.lease import Lease, _LeaseFiles, lease_states
+    from extract.store.location import StoreLocation
+
+    _, opts = s3
+    url = f"s3://{BUCKET}/leased.zarr"
+    loc = StoreLocation(url, opts)
+    files = _LeaseFiles(loc)
+    assert files.s3  # conditional PUT (If-None-Match: *), not the best-effort path
+    first = Lease.acquire(loc, "t0", url=url)
+    with pytest.raises(TrackLeased, match="being written by pid"):
+        Lease.acquire(loc, "t0", url=url)
+    assert not files.create("t0", first.gen, {"token": "intruder"})  # the server refuses
+    assert files.read("t0", first.gen)["token"] == first.info["token"]
+    first.heartbeat()
+    first.check()
+    first.release()
+    assert lease_states(loc) == {}
+    second = Lease.acquire(loc, "t0", url=url)
+    assert second.gen == first.gen + 1 and files.generations("t0") == [second.gen]
+    second.release()
+
+    w = small_writer(url, storage_options=opts, chunk_bytes=2048, shard_bytes=8192)
+    register_all(w)
+    tw = w.open_track("t1", n_frames=6)
+    with pytest.raises(TrackLeased):
+        small_writer(url, storage_options=opts).open_track("t1", n_frames=6)
+    tw.abort()
+    write_track(w, "t1", n=6)
+    assert StoreReader(url, storage_options=opts).tracks() == ["t1"]

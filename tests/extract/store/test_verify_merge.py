@@ -64,7 +64,8 @@ def test_verify_finds_missing_shard_nonfinite_and_time_order(tmp_path):
         :
     ] = t
     problems = "\n".join(verify_store(url).problems)
-    assert "track 'a' array 'face/box': missing chunk file(s) c/0/0" in problems
+    assert "track 'a' array 'face/box': chunk file missing [" in problems
+    assert "s.zarr/tracks/a/face/box/c/0/0]" in problems
     assert "track 'b' array 'face/rois': non-finite values at frame 5" in problems
     assert "track 'c' array 'time': time not increasing at frame 9" in problems
 
@@ -109,12 +110,18 @@ def test_inspect_reports_bytes_per_frame(tmp_path, capsys):
     assert sum(a["bytes_per_frame"] for a in info["arrays"].values()) == pytest.approx(
         info["bytes_per_frame"], abs=0.1
     )
+    r = StoreReader(url)
+    want = {t: round(float(r.read(t, "face/valid").mean()), 4) for t in ("t1", "t2")}
+    assert info["face_rate"] == want and 0 < want["t1"] < 1
     assert _cli(["inspect", url, "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     for key in ("tracks", "frames", "bytes_per_frame", "fingerprint", "arrays", "models"):
         assert key in out
+    assert out["face_rate"] == want
     assert _cli(["inspect", url]) == 0
-    assert "bytes/frame" in capsys.readouterr().out
+    text = capsys.readouterr().out
+    assert "bytes/frame" in text and "face rate" in text
+    assert f"t1 {' ' * 22}{want['t1']:.3f}" in text
     assert _cli(["inspect", str(tmp_path / "nothing.zarr")]) == 2
     assert "no auwild store" in capsys.readouterr().err
 
