@@ -17,8 +17,8 @@ import pandas as pd
 
 from data_manifest.aus import AUS
 from data_manifest.cli_support import UserError
+from data_manifest.shared_files import write_text_atomic
 from train import tracks as T
-from train.checkpoint import atomic_write_text
 from train.distributed import DistInfo, pick_device
 from train.folds import combine
 from train.inference import predict_probs, stack_labels
@@ -175,7 +175,7 @@ def evaluate_run(
         raise UserError(f"split {split!r} has no labelled frame to score")
     metrics["thresholds"] = {a: float(t) for a, t in zip(AUS, thr)}
     metrics["split"] = split
-    atomic_write_text(run / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+    write_text_atomic(run / "metrics.json", json.dumps(metrics, indent=2) + "\n")
     return metrics
 
 

@@ -15,12 +15,21 @@ import numpy as np
 
 from data_manifest.aus import AUS
 from data_manifest.cli_support import UserError
-from train.checkpoint import atomic_write_text
+from data_manifest.shared_files import write_atomic, write_text_atomic
 from train.inference import stack_labels
 from train.predict import evaluate_run, predict_split
 from train.run import model_dirs, read_history, read_run_info
 from train.thresholds import f1_curve
 from train.tracks import Track
+
+
+def _save(fig, path) -> None:
+    """PNG bytes of `fig`, written whole (atomic) with the umask's mode."""
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    write_atomic(path, buf.getvalue())
 
 
 def _plt():
@@ -49,7 +58,7 @@ def plot_curves(histories: list[list[dict[str, Any]]], path: Path) -> None:
     ax_loss.legend(fontsize=7)
     ax_f1.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    _save(fig, path)
     plt.close(fig)
 
 
@@ -66,7 +75,7 @@ def plot_f1_vs_rate(metrics: dict[str, Any], path: Path) -> None:
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    _save(fig, path)
     plt.close(fig)
 
 
@@ -85,7 +94,7 @@ def plot_f1_threshold(probs: np.ndarray, labels: np.ndarray, thr: dict, path: Pa
         ax.set_ylabel("F1")
     fig.suptitle("F1 against threshold (red: tuned)")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    _save(fig, path)
     plt.close(fig)
 
 
@@ -109,7 +118,7 @@ def plot_timeline(track: Track, probs: np.ndarray, thr: dict, path: Path) -> Non
     axes[-1].set_xlabel("frame")
     fig.suptitle(f"{track.track_id}: probability (blue), label (green), no face (grey)")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    _save(fig, path)
     plt.close(fig)
 
 
@@ -173,7 +182,7 @@ table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:2px 8px;te
         )
         page = page.replace("</table>", "</table>" + fold_note, 1)
     out = run / "report.html"
-    atomic_write_text(out, page)
+    write_text_atomic(out, page)
     return out
 
 

@@ -18,7 +18,8 @@ import numpy as np
 import torch
 
 from data_manifest.cli_support import UserError
-from train.checkpoint import atomic_write_text, load_checkpoint
+from data_manifest.shared_files import write_text_atomic
+from train.checkpoint import load_checkpoint
 from train.config import TrainConfig, from_dict
 
 RUN_FILE = "run.json"
@@ -29,7 +30,7 @@ BEST = "best.pt"
 
 
 def write_run_info(run: Path, info: dict[str, Any]) -> None:
-    atomic_write_text(run / RUN_FILE, json.dumps(info, indent=2, sort_keys=True) + "\n")
+    write_text_atomic(run / RUN_FILE, json.dumps(info, indent=2, sort_keys=True) + "\n")
 
 
 def read_run_info(run: str | Path) -> dict[str, Any]:

@@ -18,7 +18,7 @@ import pandas as pd
 
 from data_manifest.aus import ABAW_HEADER, AUS
 from data_manifest.cli_support import UserError
-from train.checkpoint import atomic_write_text
+from data_manifest.shared_files import write_text_atomic
 
 HEADER = "image_location," + ABAW_HEADER
 _ROW = re.compile(r"^(?P<track>.+)/(?P<frame>\d+)\.(jpg|png)$")
@@ -101,5 +101,5 @@ def write_submission(
 ) -> int:
     """Write predictions.txt atomically; returns the number of frame rows."""
     lines = submission_lines(binary, order, example)
-    atomic_write_text(Path(path), "\n".join(lines) + "\n")
+    write_text_atomic(Path(path), "\n".join(lines) + "\n")
     return len(lines) - 1

@@ -75,13 +75,13 @@ def run_bench(
         writer2, fingerprints2 = open_writer(store2, cfg, group_fields(cfg))
         (p2,) = plan(one, StoreState(), fingerprints2, Shard(0, 1)).tracks
         t0 = time.perf_counter()
-        run_track(p2, writer2, fingerprints2, cfg, models, lambda n: None)
+        run_track(p2, writer2, cfg, models, lambda n: None)
         e2e_seconds = time.perf_counter() - t0
 
     end_to_end = n_frames / e2e_seconds
     encoder_only = n_frames / encoder_seconds if encoder_seconds > 0 else float("inf")
     return {
-        "track": plan.track_id,
+        "track": p.track_id,
         "frames": n_frames,
         "visual": dict(cfg.visual),
         "audio": {k: v for k, v in cfg.audio.items()},

@@ -40,7 +40,7 @@ from extract.job.stages import (
     stage,
     track_attrs,
 )
-from extract.store import schema
+from extract.store import TrackLeased, schema
 
 log = logging.getLogger("auwild.extract")
 
@@ -157,7 +157,6 @@ def changed_message(store: str, changed: list[TrackPlan]) -> str:
 def run_track(
     p: TrackPlan,
     writer,
-    fingerprints: dict[str, str],
     cfg: ExtractConfig,
     models: ModelCache,
     advance: Callable[[int], None],
@@ -181,9 +180,9 @@ def run_track(
         )
     except TrackExists:  # another process completed it since we planned
         return TrackResult(0, already_done=True)
+    except TrackLeased:
+        raise
     except Exception as exc:
-        if type(exc).__name__ == "TrackLeased":
-            raise
         raise StageError("open", exc) from exc
     try:
         groups = list(p.groups)
@@ -278,15 +277,15 @@ def run_extraction(
     for p in todo:
         t_track = time.perf_counter()
         try:
-            result = run_track(p, writer, fingerprints, cfg, models, bar.update)
+            result = run_track(p, writer, cfg, models, bar.update)
         except StageError as exc:  # one bad track costs one track: recorded, the job goes on
+            if isinstance(exc.error, UserError):  # a model that cannot load fails every track
+                raise exc.error from None
             failure = failures.record(p.track_id, exc.stage, exc.error)
             summary.failed.append(failure)
             log.error("%s failed at %s: %s", p.track_id, failure.stage, failure.error)
             continue
-        except Exception as exc:
-            if type(exc).__name__ != "TrackLeased":
-                raise
+        except TrackLeased as exc:
             holder = _holder(exc)
             summary.leased.append((p.track_id, holder))
             log.warning("%s: being written by %s; skipped", p.track_id, holder)
@@ -317,8 +316,6 @@ def run_extraction(
     return summary
 
 
-def _holder(exc: Exception) -> str:
-    holder = getattr(exc, "holder", None)
-    if isinstance(holder, dict):
-        return ", ".join(f"{k} {v}" for k, v in holder.items())
-    return str(holder or "another process")
+def _holder(exc) -> str:
+    h = exc.holder
+    return f"pid {h.get('pid')} on host {h.get('host')!r} since {h.get('started')}"

@@ -354,7 +354,9 @@ def run_audio(
         with stage("write"):
             tw.create_array(path, shape=(n_frames, enc.dim), dtype="float16")
             tw.write(path, 0, pooled.astype(np.float16))
-            tw.finish_group(group, track_fields={"encoder": enc.fingerprint_fields(), "audio": ok})
+            # the loaded encoder's own fields; whether the track had audio is in audio/valid,
+            # not here: tracks whose per-track fields differ do not mix in one training set
+            tw.finish_group(group, track_fields={"encoder": enc.fingerprint_fields()})
     if schema.AUDIO_VALID_GROUP in groups:
         valid = np.zeros(n_frames, bool)
         if ok:  # a frame has audio when its time lies inside the decoded audio
@@ -363,7 +365,7 @@ def run_audio(
         with stage("write"):
             tw.create_array(schema.AUDIO_VALID, shape=(n_frames,), dtype="bool")
             tw.write(schema.AUDIO_VALID, 0, valid)
-            tw.finish_group(schema.AUDIO_VALID_GROUP, track_fields={"audio": ok})
+            tw.finish_group(schema.AUDIO_VALID_GROUP)
 
 
 # ---- background prefetch ----------------------------------------------------------------------

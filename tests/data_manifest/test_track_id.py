@@ -27,18 +27,11 @@ def test_safe_ids_pass(tid):
 
 
 def test_store_schema_uses_the_same_rule():
-    from extract.store.schema import check_track_id as store_check
+    import data_manifest.track_id as rule
+    from extract.store import InvalidTrackId as StoreInvalid
+    from extract.store import check_track_id as store_check
 
-    for tid in ["a/b", "ok_id", "..", "CON"]:
-        assert bool(why_unsafe(tid)) == (not _accepts(store_check, tid)), tid
-
-
-def _accepts(check, tid) -> bool:
-    try:
-        check(tid)
-    except ValueError:
-        return False
-    return True
+    assert store_check is rule.check_track_id and StoreInvalid is rule.InvalidTrackId
 
 
 def test_csv_import_names_the_line(tmp_path, capsys):
@@ -66,3 +59,22 @@ def test_validate_reports_bad_ids_of_an_old_manifest(tmp_path, capsys):
     assert main(["validate", str(tmp_path / "old.parquet")]) == 1
     out = capsys.readouterr()
     assert "track id cannot be a store path" in out.out + out.err
+
+
+def test_affwild2_refuses_a_track_named_like_no_path(synth_small, tmp_path, capsys):
+    import shutil
+
+    root = tmp_path / "data"
+    shutil.copytree(synth_small[0], root)
+    renamed = 0
+    for path in sorted(root.rglob("*"), key=lambda p: -len(p.parts)):  # deepest first
+        if path.name.startswith("video000"):
+            path.rename(path.with_name(path.name.replace("video000", "video 000")))
+            renamed += 1
+    assert renamed
+    for listing in root.glob("*.txt"):
+        listing.write_text(listing.read_text().replace("video000", "video 000"))
+    out = tmp_path / "m.parquet"
+    assert main(["affwild2", "--root", str(root), "--out", str(out)]) == 2
+    assert "track_id 'video 000': it contains ' '" in capsys.readouterr().err
+    assert not out.exists()

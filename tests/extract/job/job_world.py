@@ -67,7 +67,9 @@ def chunk_files(store: Path) -> dict[str, bytes]:
     return {
         str(p.relative_to(store)): p.read_bytes()
         for p in store.rglob("*")
-        if p.is_file() and p.name != "zarr.json" and not p.name.startswith(".")
+        if p.is_file()
+        and p.name != "zarr.json"
+        and not any(part.startswith(".") for part in p.relative_to(store).parts)
     }
 
 

@@ -224,3 +224,51 @@ def test_fingerprints_record_each_tracks_face_mode_and_few_faces_are_named(world
     assert video["visual/dinov2"]["track_fields"]["aligned_input"] is False
     assert video["face"]["group_fingerprint"] == frames["face"]["group_fingerprint"]
     assert video["face"]["fingerprint"] != frames["face"]["fingerprint"]
+    from extract.store import FingerprintMismatch
+
+    # the trainer does not mix tracks from full frames with tracks from aligned crops...
+    with pytest.raises(FingerprintMismatch, match="aligned_input"):
+        reader.require_groups(["face/valid"])
+    # ...but the audio groups agree, though one track's video differs in how its face was found
+    reader.require_groups(["audio/logmel", "audio/valid"])
+
+
+def test_a_store_from_one_job_reads_as_one_training_set(reference_store):
+    from extract.store import StoreReader
+
+    reader = StoreReader(str(reference_store))
+    groups = reader.require_groups(["face", "visual/dinov2", "audio", "audio/logmel"])
+    assert set(groups) == {"face", "visual/dinov2", "audio", "audio/logmel"}
+
+
+def test_bench_times_the_job_stages(world):
+    from data_manifest.manifest import read_manifest
+    from extract.job.bench import run_bench
+    from extract.job.config import ExtractConfig
+
+    cfg = ExtractConfig(
+        visual={"dinov2": world["models"]["dinov2"]},
+        audio={"logmel": None},
+        batch_size=8,
+        crop_size=56,
+    )
+    result = run_bench(read_manifest(world["manifest"]), cfg)
+    assert result["frames"] == 30 and result["end_to_end_fps"] > 0 and result["ratio"] > 0
+
+
+def test_a_track_leased_by_another_writer_is_skipped_and_named(world, tmp_path, capsys):
+    from extract.store import StoreWriter
+
+    store = tmp_path / "s.zarr"
+    holder = StoreWriter(str(store), create=True).open_track("video001", n_frames=30)
+    try:
+        capsys.readouterr()
+        assert extract_main(args_for(world, store)) == 0
+        out = capsys.readouterr().out
+    finally:
+        holder.abort()
+    assert re.search(r"LEASED video001: being written by pid \d+ on host .* since ", out), out
+    assert re.search(r"tracks done\s+2\n", out) and re.search(r"tracks leased elsewhere\s+1\n", out)
+    capsys.readouterr()
+    assert extract_main(args_for(world, store)) == 0  # lease dropped: the next run takes it
+    assert re.search(r"tracks done\s+1\n", capsys.readouterr().out)
