@@ -36,7 +36,7 @@ from train.config import TrainConfig
 from train.distributed import DistInfo, barrier, cleanup, init_distributed, mean_across
 from train.inference import model_device, predict_probs, stack_labels
 from train.metrics import binarize, mean_f1
-from train.optim import param_groups
+from train.optim import load_optimizer_state, param_groups
 from train.run import BEST, CONFIG_FILE, HISTORY_FILE, LAST, write_run_info
 from train.thresholds import tune_thresholds
 from train.tracks import check_tracks, open_store, read_manifest, required_keys, split_rows
@@ -206,7 +206,7 @@ class Checkpointer:
             state, meta = load_checkpoint(out / LAST, map_location=device)
             check_resume_store(out, meta, reader, data.fingerprints)
             model.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
+            load_optimizer_state(optimizer, model, state["optimizer"])
             set_rng_state(state["rng"])
             progress = Progress(int(meta["epoch"]), int(meta["step"]), float(meta["best"]))
             if info.is_main:

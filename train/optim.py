@@ -13,13 +13,15 @@ minGPT / nanoGPT decay only the weights of matrix multiplications; so do we.
 Rule (one function, `param_groups`): a parameter decays when it has two or more dims, belongs
 directly to a Linear, Conv or MultiheadAttention module, and is not marked
 `param._no_weight_decay = True`. Everything else is in the no-decay group. There are always two
-groups, decay first, so a resumed run's optimizer state lines up with the groups.
+groups, decay first, so a resumed run's optimizer state lines up with the groups; a state saved
+before the groups existed (one group) is moved into them by `load_optimizer_state`.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import torch
 from torch import nn
 
 NO_WEIGHT_DECAY = "_no_weight_decay"  # set to True on a parameter to exempt it, as mamba does
@@ -58,3 +60,37 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
         {"params": [params[n] for n in decay], "weight_decay": weight_decay},
         {"params": [params[n] for n in no_decay], "weight_decay": 0.0},
     ]
+
+
+def load_optimizer_state(
+    optimizer: torch.optim.Optimizer, model: nn.Module, saved: dict[str, Any]
+) -> None:
+    """Load a saved optimizer state into `optimizer` (built by `param_groups`).
+
+    A checkpoint written before the groups existed holds one group over `model.parameters()`
+    in order; its moments are moved to the same parameters in the two groups (each group keeps
+    its own weight decay), so such a run resumes with its Adam state intact.
+    """
+    groups = saved["param_groups"]
+    if len(groups) == len(optimizer.param_groups):
+        optimizer.load_state_dict(saved)
+        return
+    old_index = {id(p): i for i, p in enumerate(model.parameters())}
+    if len(groups) != 1 or len(groups[0]["params"]) != len(old_index):
+        raise ValueError(
+            f"optimizer state has {len(groups)} parameter group(s) over "
+            f"{sum(len(g['params']) for g in groups)} parameters; this model needs "
+            f"{len(optimizer.param_groups)} groups over {len(old_index)}"
+        )
+    hyper = {k: v for k, v in groups[0].items() if k != "params"}
+    state, new_groups, k = {}, [], 0
+    for group in optimizer.param_groups:
+        indices = []
+        for p in group["params"]:
+            old = old_index[id(p)]
+            if old in saved["state"]:
+                state[k] = saved["state"][old]
+            indices.append(k)
+            k += 1
+        new_groups.append({**hyper, "weight_decay": group["weight_decay"], "params": indices})
+    optimizer.load_state_dict({"state": state, "param_groups": new_groups})

@@ -8,7 +8,7 @@ from torch import nn
 
 from tests.train.models.test_models import DIMS, TINY
 from train.models import MODEL_REGISTRY, _import_all, build_model
-from train.optim import no_weight_decay, param_groups, split_decay
+from train.optim import load_optimizer_state, no_weight_decay, param_groups, split_decay
 
 _import_all()
 
@@ -76,3 +76,22 @@ def test_grouped_optimizer_state_reloads():
     ]
     for p in model.parameters():
         torch.testing.assert_close(again.state[p]["exp_avg"], opt.state[p]["exp_avg"])
+
+
+def test_single_group_state_from_before_the_groups_still_loads():
+    torch.manual_seed(0)
+    model = build_model({"name": "hga_agssm", **TINY["hga_agssm"][0]}, DIMS)
+    old = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.1)
+    for p in model.parameters():
+        p.grad = torch.randn_like(p)
+    old.step()
+    saved = old.state_dict()
+    new = torch.optim.AdamW(param_groups(model, 0.1), lr=1e-3)
+    load_optimizer_state(new, model, saved)
+    assert [g["weight_decay"] for g in new.param_groups] == [0.1, 0.0]
+    for p in model.parameters():
+        for key in ("exp_avg", "exp_avg_sq", "step"):
+            torch.testing.assert_close(new.state[p][key], old.state[p][key])
+    other = build_model({"name": "hga_mlp", **TINY["hga_mlp"][0]}, DIMS)
+    with pytest.raises(ValueError, match="parameter group"):
+        load_optimizer_state(torch.optim.AdamW(param_groups(other, 0.1)), other, saved)

@@ -136,3 +136,32 @@ def test_every_model_trains_on_the_kernel_under_cuda_autocast(kernel_calls, name
                     layer.scan_impl = "torch"
             on_torch = model(batch).float()
         torch.testing.assert_close(on_kernel, on_torch, rtol=2e-2, atol=2e-2)
+
+
+@pytest.mark.gpu
+def test_every_scanning_model_under_real_cuda_autocast_with_the_kernel():
+    if scan._cuda_kernel() is None:
+        pytest.skip("mamba-ssm is not installed")
+    for kwargs in TINY["hga_agssm"]:
+        torch.manual_seed(0)
+        model = build_model({"name": "hga_agssm", **kwargs}, DIMS).cuda().train()
+        full = fake_batch()
+        batch = {
+            k: v.cuda()
+            for k, v in full.items()
+            if k in model.required_inputs or k.endswith(("valid", "mask"))
+        }
+        assert scan.resolve_impl("auto", batch["cls"]) == "cuda"
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            logits = model(batch)
+        logits.float().square().mean().backward()
+        for pname, p in model.named_parameters():
+            assert p.grad is not None and torch.isfinite(p.grad).all(), pname
+        model.eval()
+        with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16):
+            on_kernel = model(batch).float()
+            for layer in model.modules():
+                if isinstance(layer, AGSSMBlock):
+                    layer.scan_impl = "torch"
+            on_torch = model(batch).float()
+        torch.testing.assert_close(on_kernel, on_torch, rtol=2e-2, atol=2e-2)
