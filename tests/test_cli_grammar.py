@@ -200,6 +200,6 @@ def test_every_caller_uses_usable_rows():
 
     for module in (mcli, plan, predict):
         assert "usable_rows(" in inspect.getsource(module), module.__name__
-    import train.data as data
+    import train.tracks as tracks
 
-    assert "usable_rows(" in inspect.getsource(data)
+    assert "usable_rows(" in inspect.getsource(tracks)

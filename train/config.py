@@ -25,7 +25,8 @@ class DataConfig:
     window: int = 32
     # step between training windows in frames (window == stride: no overlap).
     stride: int = 16
-    # evaluation window length; whole tracks are covered by overlapping windows.
+    # evaluation window length; whole tracks are covered by overlapping windows (0: each track
+    # in one pass, for sequence models whose memory is linear in length).
     eval_window: int = 64
     # step between evaluation windows; overlapping logits are averaged.
     eval_stride: int = 32
@@ -34,11 +35,15 @@ class DataConfig:
     # predictions for frames without a face: "nearest" copies the nearest frame with a face
     # (the earlier one on ties), "model" keeps the model's own output.
     faceless_predict: str = "nearest"
-    # "ram": whole split in memory (float16), "gpu": in accelerator memory, "none": read windows
-    # from the store in DataLoader workers.
-    cache: str = "ram"
-    # DataLoader worker processes for cache="none".
+    # where training frames come from: "gpu" (the split in accelerator memory, int8 tokens kept
+    # int8), "ram" (the split in host memory), "stream" (windows read from the store per batch;
+    # "none" is an older name); "auto": gpu when on CUDA and it fits, else ram when it fits,
+    # else stream. A cache that does not fit is never used (the run says why and streams).
+    cache: str = "auto"
+    # DataLoader worker processes reading the store when streaming (0: one background thread).
     workers: int = 0
+    # batches prepared ahead of the step (0: none, the plain synchronous loader).
+    prefetch: int = 2
     # pinned host memory for faster host-to-device copies (only used with a GPU).
     pin_memory: bool = True
     # split names in the manifest.
@@ -70,6 +75,11 @@ class OptimConfig:
     grad_clip: float = 1.0
     # windows per optimizer step (per process under DDP).
     batch_size: int = 16
+    # frames per optimizer step (0: off); when set, batch_size = max(1, frames_per_step //
+    # data.window), so longer windows train with smaller batches at the same cost per step.
+    frames_per_step: int = 0
+    # optimizer steps between loss read-outs (each read-out waits for the device).
+    log_every: int = 50
     # seed of weights, shuffling, dropout and samplers.
     seed: int = 0
     # "auto": bf16 autocast on CUDA, fp32 on CPU; "bf16" or "fp32" to force.
@@ -114,17 +124,97 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def validate(self) -> TrainConfig:
+        """Refuse unknown choices and impossible numbers, naming the key and the allowed values
+        (called at load, before any data is read)."""
+        for key, allowed in CHOICES.items():
+            value = get_dotted(self, key)
+            if value not in allowed:
+                raise ConfigError(f"{key} must be one of {list(allowed)}, got {value!r}")
+        for key, low in MINIMUM.items():
+            value = get_dotted(self, key)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < low:
+                raise ConfigError(f"{key} must be a number >= {low}, got {value!r}")
+        pw = self.imbalance.pos_weight
+        if not (pw in (None, "none", "auto", False) or isinstance(pw, (list, tuple))):
+            raise ConfigError(f"imbalance.pos_weight must be auto, none or 12 numbers, got {pw!r}")
+        if isinstance(pw, (list, tuple)) and len(pw) != 12:
+            raise ConfigError(f"imbalance.pos_weight needs 12 numbers, got {len(pw)}")
+        if not isinstance(self.data.features, dict) or not self.data.features:
+            raise ConfigError("data.features must map batch keys to store array paths")
+        if not isinstance(self.model, dict) or "name" not in self.model:
+            raise ConfigError("model must be a dict with a name")
+        if not isinstance(self.loss, dict) or "name" not in self.loss:
+            raise ConfigError("loss must be a dict with a name")
+        dev = self.optim.device
+        if not isinstance(dev, str) or not (
+            dev in ("auto", "cpu", "mps") or dev.startswith("cuda")
+        ):
+            raise ConfigError(f"optim.device must be auto, cpu, mps or cuda[:i], got {dev!r}")
+        return self
+
+    def batch_size(self) -> int:
+        """Windows per optimizer step (optim.frames_per_step / data.window when set)."""
+        if self.optim.frames_per_step:
+            return max(1, self.optim.frames_per_step // self.data.window)
+        return self.optim.batch_size
+
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
+        from data_manifest.shared_files import write_text_atomic
+
+        write_text_atomic(Path(path), json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
 
 
 class ConfigError(ValueError):
     """A configuration key or value that does not fit the schema."""
 
 
+# options with a fixed set of values (checked by TrainConfig.validate)
+CHOICES: dict[str, tuple] = {
+    "data.faceless_train": ("mask", "keep"),
+    "data.faceless_predict": ("nearest", "model"),
+    "data.cache": ("auto", "gpu", "ram", "stream", "none"),
+    "data.normalize": ("none", "track"),
+    "optim.precision": ("auto", "bf16", "fp32"),
+    "folds.combine": ("vote", "mean"),
+    "imbalance.sampler": (True, False),
+    "data.pin_memory": (True, False),
+}
+# numeric options and their least value
+MINIMUM: dict[str, float] = {
+    "data.window": 1,
+    "data.stride": 1,
+    "data.eval_window": 0,
+    "data.eval_stride": 1,
+    "data.workers": 0,
+    "data.prefetch": 0,
+    "data.max_tracks": 0,
+    "optim.lr": 0,
+    "optim.weight_decay": 0,
+    "optim.warmup": 0,
+    "optim.min_lr_ratio": 0,
+    "optim.epochs": 0,
+    "optim.steps_per_epoch": 0,
+    "optim.grad_clip": 0,
+    "optim.batch_size": 1,
+    "optim.frames_per_step": 0,
+    "optim.log_every": 1,
+    "imbalance.max_pos_weight": 1,
+    "folds.k": 0,
+}
+
+
+def get_dotted(config: TrainConfig, key: str) -> Any:
+    obj: Any = config
+    for part in key.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
 def from_dict(data: dict[str, Any]) -> TrainConfig:
-    """Build a TrainConfig from a (possibly partial) nested dict, rejecting unknown keys."""
-    return _merge(TrainConfig(), data, "")
+    """Build a TrainConfig from a (possibly partial) nested dict, rejecting unknown keys and
+    values (see TrainConfig.validate)."""
+    return _merge(TrainConfig(), data, "").validate()
 
 
 def load_config(path: str | Path) -> TrainConfig:
@@ -173,7 +263,7 @@ def apply_overrides(config: TrainConfig, overrides: list[str]) -> TrainConfig:
             raise ConfigError(f"override {item!r} is not key=value")
         key, raw = item.split("=", 1)
         set_dotted(config, key.strip(), parse_value(raw))
-    return config
+    return config.validate()
 
 
 def set_dotted(config: TrainConfig, key: str, value: Any) -> None:

@@ -15,6 +15,7 @@ import math
 import random
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,14 +25,23 @@ import torch
 
 from data_manifest.aus import AUS
 from data_manifest.user_error import UserError
-from train import data as D
-from train.checkpoint import atomic_write_text, load_checkpoint, rng_state, save_checkpoint
+from train.checkpoint import (
+    atomic_write_text,
+    load_checkpoint,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
 from train.config import TrainConfig
 from train.distributed import DistInfo, barrier, cleanup, init_distributed, mean_across
+from train.inference import model_device, predict_probs, stack_labels
 from train.metrics import binarize, mean_f1
 from train.optim import load_optimizer_state, param_groups
 from train.run import BEST, CONFIG_FILE, HISTORY_FILE, LAST, write_run_info
 from train.thresholds import tune_thresholds
+from train.tracks import check_tracks, open_store, read_manifest, required_keys, split_rows
+from train.train_data import TrainData, build_data, open_split
+from train.windows import epoch_order
 
 log = logging.getLogger(__name__)
 
@@ -92,25 +102,42 @@ def fit(
     `train_rows` / `val_rows` replace the manifest's splits (cross-validation folds).
     `stop_after_epochs` ends this call early after that many epochs in total, as an
     interruption would (the next call resumes)."""
-    out = Path(out)
+    config.validate()
     info, device = init_distributed(config.optim.device)
     try:
-        return _fit(
+        return do_train(
             config,
-            str(store),
-            manifest,
-            out,
+            RunPlan(
+                store=str(store),
+                manifest=manifest,
+                out=Path(out),
+                train_rows=train_rows,
+                val_rows=val_rows,
+                stop_after_epochs=stop_after_epochs,
+                progress=progress,
+                loss_factory=loss_factory or default_loss_factory,
+                extra_run_info=extra_run_info or {},
+            ),
             info,
             device,
-            train_rows,
-            val_rows,
-            stop_after_epochs,
-            progress,
-            loss_factory or default_loss_factory,
-            extra_run_info or {},
         )
     finally:
         cleanup(info)
+
+
+@dataclass
+class RunPlan:
+    """Where a run reads and writes, and how this call of it behaves."""
+
+    store: str
+    manifest: str | pd.DataFrame
+    out: Path
+    train_rows: pd.DataFrame | None = None
+    val_rows: pd.DataFrame | None = None
+    stop_after_epochs: int | None = None
+    progress: bool = True
+    loss_factory: LossFactory = default_loss_factory
+    extra_run_info: dict[str, Any] = field(default_factory=dict)
 
 
 def _check_resume_config(out: Path, config: TrainConfig) -> bool:
@@ -127,238 +154,173 @@ def _check_resume_config(out: Path, config: TrainConfig) -> bool:
     return True
 
 
-def _fit(
-    config: TrainConfig,
-    store: str,
-    manifest: str | pd.DataFrame,
-    out: Path,
-    info: DistInfo,
-    device: torch.device,
-    train_rows: pd.DataFrame | None,
-    val_rows: pd.DataFrame | None,
-    stop_after_epochs: int | None,
-    progress: bool,
-    loss_factory: LossFactory,
-    extra_run_info: dict[str, Any],
-) -> dict[str, Any]:
-    cfg, opt_cfg = config.data, config.optim
-    resume = _check_resume_config(out, config)
-    if device.type == "cpu":
-        torch.use_deterministic_algorithms(True, warn_only=True)
-    seed_everything(opt_cfg.seed)
-
-    reader = D.open_store(store)
-    man = manifest if isinstance(manifest, pd.DataFrame) else D.read_manifest(manifest)
-    if train_rows is None:
-        train_rows = D.split_rows(man, cfg.train_split, cfg.max_tracks)
-    if val_rows is None:
-        val_rows = D.split_rows(man, cfg.val_split, cfg.max_tracks)
-    train_rows = D.check_tracks(reader, train_rows, "train")
-    val_rows = D.check_tracks(reader, val_rows, "val")
-    if not len(train_rows):
-        raise UserError(f"no training track of the manifest is complete in the store {store}")
-
+def build_model_for(config: TrainConfig, dims: dict[str, Any], device: torch.device):
     from train.models import build_model
 
-    dims = D.feature_dims(reader, str(train_rows["track_id"].iloc[0]), cfg.features)
     try:
-        model = build_model(config.model, dims).to(device)
+        return build_model(config.model, dims).to(device)
     except KeyError as exc:
         raise UserError(f"model {config.model}: {exc.args[0]}") from exc
     except TypeError as exc:
         raise UserError(f"model {config.model} with store dims {dims}: {exc}") from exc
-    keys = D.required_keys(model, cfg.features)
-    paths = [cfg.features[k] for k in keys] + [cfg.face_valid]
-    if "audio" in keys:
-        paths.append(cfg.audio_valid)
-    groups = D.check_groups(
-        reader, paths, list(train_rows["track_id"]) + list(val_rows["track_id"])
-    )
-    fingerprints = D.group_fingerprints(reader, groups)
 
-    in_memory = cfg.cache in ("ram", "gpu")
-    if cfg.cache not in ("ram", "gpu", "none"):
-        raise UserError(f"data.cache must be ram, gpu or none, got {cfg.cache!r}")
-    train_tracks = [
-        D.load_track(reader, r, cfg.features, keys, cfg, in_memory)
-        for _, r in train_rows.iterrows()
-    ]
-    val_tracks = (
-        [
-            D.load_track(reader, r, cfg.features, keys, cfg, in_memory)
-            for _, r in val_rows.iterrows()
-        ]
-        if info.is_main
-        else []
-    )
-    D.report_label_notes(train_tracks + val_tracks, "train+val")
-    rates = D.positive_rates(train_tracks)
-    if info.is_main:
-        log.info("train: %d tracks, positive rates %s", len(train_tracks), D.format_rates(rates))
-        if val_tracks:
-            log.info(
-                "val: %d tracks, positive rates %s",
-                len(val_tracks),
-                D.format_rates(D.positive_rates(val_tracks)),
-            )
 
-    windows = D.training_windows(train_tracks, cfg)
-    weights = D.window_weights(train_tracks, windows, cfg) if config.imbalance.sampler else None
-    loss_spec = dict(config.loss)
-    if loss_spec.get("name") == "bce" and "pos_weight" not in loss_spec:
-        loss_spec["pos_weight"] = D.pos_weights(train_tracks, config.imbalance)
-    loss_fn = loss_factory(loss_spec)
+def loss_spec(config: TrainConfig, data: TrainData) -> dict[str, Any]:
+    """The loss spec with BCE positive weights from the training labels unless given."""
+    spec = dict(config.loss)
+    if spec.get("name") == "bce" and "pos_weight" not in spec:
+        spec["pos_weight"] = data.pos_weight
+    return spec
 
-    cache_device = device if cfg.cache == "gpu" else torch.device("cpu")
-    source = (
-        D.TensorWindows(train_tracks, keys, cfg, device=cache_device)
-        if in_memory
-        else D.StoreWindows(store, train_tracks, windows, cfg.features, keys, cfg)
-    )
-    per_rank = len(windows) // info.world if info.world > 1 else len(windows)
-    steps_per_epoch = max(1, math.ceil(per_rank / opt_cfg.batch_size))
-    if opt_cfg.steps_per_epoch:
-        steps_per_epoch = min(steps_per_epoch, opt_cfg.steps_per_epoch)
-    total_steps = steps_per_epoch * opt_cfg.epochs
 
-    optimizer = torch.optim.AdamW(param_groups(model, opt_cfg.weight_decay), lr=opt_cfg.lr)
-    start_epoch, step, best = 0, 0, float("-inf")
-    if resume:
-        state, meta = load_checkpoint(out / LAST, map_location=device)
-        check_resume_store(out, meta, reader, fingerprints)
-        model.load_state_dict(state["model"])
-        load_optimizer_state(optimizer, model, state["optimizer"])
-        from train.checkpoint import set_rng_state
+@dataclass
+class Progress:
+    epoch: int = 0
+    step: int = 0
+    best: float = float("-inf")
 
-        set_rng_state(state["rng"])
-        start_epoch, step, best = int(meta["epoch"]), int(meta["step"]), float(meta["best"])
-        if info.is_main:
-            log.info("resuming %s at epoch %d (step %d)", out, start_epoch, step)
-            _truncate_history(out / HISTORY_FILE, start_epoch)
-    elif info.is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        config.save(out / CONFIG_FILE)
-        (out / HISTORY_FILE).write_text("")
-    if info.is_main:
-        write_run_info(
-            out,
-            {
-                "store": _abs(store),
-                "manifest": _abs(str(manifest)) if isinstance(manifest, (str, Path)) else "",
-                "folds": 0,
-                "recipe": config.recipe,
-                **extra_run_info,
+
+class Checkpointer:
+    """The run folder's checkpoints: resume from `last.pt` (same config, same store) or start."""
+
+    def __init__(self, out: Path, config: TrainConfig, info: DistInfo):
+        self.out, self.config, self.info = out, config, info
+        self.resume = _check_resume_config(out, config)
+
+    def resume_or_start(self, model, optimizer, data: TrainData, run_info, device) -> Progress:
+        out, info = self.out, self.info
+        reader = data.reader
+        self.meta = {
+            "config": self.config.to_dict(),
+            "dims": data.split.dims,
+            "keys": data.keys,
+            "store_fingerprints": data.fingerprints,
+            "store_fields": {
+                g: reader.groups.get(g, {}).get("fields", {}) for g in data.fingerprints
             },
-        )
-    barrier(info)
+            "store_schema": _store_schema(),
+            "aus": list(AUS),
+        }
+        progress = Progress()
+        if self.resume:
+            state, meta = load_checkpoint(out / LAST, map_location=device)
+            check_resume_store(out, meta, reader, data.fingerprints)
+            model.load_state_dict(state["model"])
+            load_optimizer_state(optimizer, model, state["optimizer"])
+            set_rng_state(state["rng"])
+            progress = Progress(int(meta["epoch"]), int(meta["step"]), float(meta["best"]))
+            if info.is_main:
+                log.info("resuming %s at epoch %d (step %d)", out, progress.epoch, progress.step)
+                _truncate_history(out / HISTORY_FILE, progress.epoch)
+        elif info.is_main:
+            out.mkdir(parents=True, exist_ok=True)
+            self.config.save(out / CONFIG_FILE)
+            atomic_write_text(out / HISTORY_FILE, "")
+        if info.is_main:
+            write_run_info(out, run_info)
+        barrier(info)
+        return progress
 
-    ddp_model = model
-    if info.enabled:
-        ddp_model = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None
-        )
-    amp = autocast_dtype(opt_cfg.precision, device)
-    end_epoch = (
-        opt_cfg.epochs if stop_after_epochs is None else min(opt_cfg.epochs, stop_after_epochs)
+    def save(self, model, optimizer, progress: Progress, record, thresholds, is_best) -> None:
+        """last.pt (and best.pt when `is_best`) and one history line; rank 0 only."""
+        state = {
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "rng": rng_state(),
+        }
+        meta = {
+            **self.meta,
+            "epoch": progress.epoch,
+            "step": progress.step,
+            "best": progress.best,
+            "thresholds": thresholds,
+            "val": record,
+        }
+        save_checkpoint(self.out / LAST, state, meta)
+        if is_best:
+            save_checkpoint(self.out / BEST, {"model": model.state_dict()}, meta)
+        with open(self.out / HISTORY_FILE, "a") as f:
+            f.write(json.dumps(record) + "\n")
+
+
+@torch.no_grad()
+def evaluate(model, data: TrainData, config: TrainConfig, loss_fn, amp, device) -> dict[str, Any]:
+    """Validation record: F1 at tuned thresholds and at 0.5, loss, and the tuned thresholds."""
+    if not data.val_tracks:
+        return {"thresholds": [0.5] * len(AUS)}
+    cfg = config.data
+    probs = predict_probs(
+        model,
+        data.val_tracks,
+        data.keys,
+        cfg,
+        data.batch_size,
+        device,
+        amp,
+        data.reader,
+        cfg.features,
+        table=data.val_table,
     )
-    meta_common = {
-        "config": config.to_dict(),
-        "dims": dims,
-        "keys": keys,
-        "store_fingerprints": fingerprints,
-        "store_fields": {g: reader.groups.get(g, {}).get("fields", {}) for g in fingerprints},
-        "store_schema": _store_schema(),
-        "aus": list(AUS),
+    p, y = stack_labels(data.val_tracks, probs)
+    tuned = tune_thresholds(p, y)
+    val_loss = loss_fn(
+        torch.logit(torch.from_numpy(p).clamp(1e-6, 1 - 1e-6))[None],
+        torch.from_numpy(y).float()[None],
+        torch.ones(1, len(y), dtype=torch.bool),
+    )
+    return {
+        "val_mean_f1": mean_f1(binarize(p, tuned), y),
+        "val_mean_f1_at_0.5": mean_f1(binarize(p, 0.5), y),
+        "val_loss": float(val_loss),
+        "thresholds": tuned.tolist(),
     }
-    last_val: dict[str, Any] = {}
-    for epoch in range(start_epoch, end_epoch):
+
+
+def do_train(config: TrainConfig, plan: RunPlan, info: DistInfo, device: torch.device):
+    """Setup is calls (data, model, optimizer, checkpointer); then the loop over epochs."""
+    opt = config.optim
+    ckpt = Checkpointer(plan.out, config, info)
+    if device.type == "cpu":
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    seed_everything(opt.seed)
+    split = open_split(config, plan.store, plan.manifest, plan.train_rows, plan.val_rows)
+    model = build_model_for(config, split.dims, device)
+    data = build_data(config, split, required_keys(model, config.data.features), device, info)
+    loss_fn = plan.loss_factory(loss_spec(config, data))
+    optimizer = torch.optim.AdamW(param_groups(model, opt.weight_decay), lr=opt.lr)
+    state = ckpt.resume_or_start(model, optimizer, data, _run_info(config, plan), device)
+    ddp_model = _wrap_ddp(model, info, device)
+    amp = autocast_dtype(opt.precision, device)
+    total = data.steps_per_epoch * opt.epochs
+    end = opt.epochs if plan.stop_after_epochs is None else min(opt.epochs, plan.stop_after_epochs)
+    last: dict[str, Any] = {}
+    for epoch in range(state.epoch, end):
         t0 = time.time()
-        order = D.epoch_order(len(windows), epoch, opt_cfg.seed, weights, info.rank, info.world)
-        model.train()
-        losses = []
-        batches = _batches(source, windows, order, cfg, opt_cfg, steps_per_epoch, device)
+        order = epoch_order(len(data.windows), epoch, opt.seed, data.weights, info.rank, info.world)
+        batches = data.loader.epoch(order[: data.steps_per_epoch * data.batch_size])
         bar = _progress(
             batches,
-            steps_per_epoch,
-            f"epoch {epoch + 1}/{opt_cfg.epochs}",
-            progress and info.is_main,
+            data.steps_per_epoch,
+            f"epoch {epoch + 1}/{opt.epochs}",
+            plan.progress and info.is_main,
         )
-        for batch in bar:
-            factor = lr_factor(step, total_steps, opt_cfg.warmup, opt_cfg.min_lr_ratio)
-            for group in optimizer.param_groups:
-                group["lr"] = opt_cfg.lr * factor
-            with torch.autocast(
-                device_type=device.type, dtype=amp or torch.bfloat16, enabled=amp is not None
-            ):
-                logits = ddp_model(batch)  # (B, T, A)
-            loss = loss_fn(logits.float(), batch["labels"], batch["train_mask"])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if opt_cfg.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), opt_cfg.grad_clip)
-            optimizer.step()
-            step += 1
-            losses.append(float(loss.detach()))
-            if hasattr(bar, "set_postfix"):
-                bar.set_postfix(loss=f"{losses[-1]:.4f}", lr=f"{opt_cfg.lr * factor:.2e}")
-        train_loss = mean_across(float(np.mean(losses)) if losses else float("nan"), info, device)
+        train_loss = train_epoch(ddp_model, model, bar, optimizer, loss_fn, state, total, opt, amp)
+        train_loss = mean_across(train_loss, info, device)
         record: dict[str, Any] = {
             "epoch": epoch + 1,
-            "step": step,
+            "step": state.step,
             "train_loss": train_loss,
-            "lr": opt_cfg.lr
-            * lr_factor(max(step - 1, 0), total_steps, opt_cfg.warmup, opt_cfg.min_lr_ratio),
+            "lr": opt.lr * lr_factor(max(state.step - 1, 0), total, opt.warmup, opt.min_lr_ratio),
         }
+        state.epoch = epoch + 1
         if info.is_main:
-            thresholds = [0.5] * len(AUS)
-            if val_tracks:
-                probs = D.predict_probs(
-                    model,
-                    val_tracks,
-                    keys,
-                    cfg,
-                    opt_cfg.batch_size,
-                    device,
-                    amp,
-                    reader,
-                    cfg.features,
-                )
-                model.train()
-                p, y = D.stack_labels(val_tracks, probs)
-                tuned = tune_thresholds(p, y)
-                thresholds = tuned.tolist()
-                record["val_mean_f1"] = mean_f1(binarize(p, tuned), y)
-                record["val_mean_f1_at_0.5"] = mean_f1(binarize(p, 0.5), y)
-                record["val_loss"] = float(
-                    loss_fn(
-                        torch.logit(torch.from_numpy(p).clamp(1e-6, 1 - 1e-6))[None],
-                        torch.from_numpy(y).float()[None],
-                        torch.ones(1, len(y), dtype=torch.bool),
-                    )
-                )
+            record.update(evaluate(model, data, config, loss_fn, amp, device))
+            thresholds = record.pop("thresholds")
             record["seconds"] = round(time.time() - t0, 3)
             score = record.get("val_mean_f1", -train_loss)
-            is_best = score > best
-            best = max(best, score)
-            last_val = record
-            state = {
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "rng": rng_state(),
-            }
-            meta = {
-                **meta_common,
-                "epoch": epoch + 1,
-                "step": step,
-                "best": best,
-                "thresholds": thresholds,
-                "val": record,
-            }
-            save_checkpoint(out / LAST, state, meta)
-            if is_best:
-                save_checkpoint(out / BEST, {"model": model.state_dict()}, meta)
-            with open(out / HISTORY_FILE, "a") as f:
-                f.write(json.dumps(record) + "\n")
+            is_best, state.best = score > state.best, max(state.best, score)
+            ckpt.save(model, optimizer, state, record, thresholds, is_best)
+            last = record
             log.info(
                 "epoch %d: loss %.4f val F1 %s",
                 epoch + 1,
@@ -369,39 +331,60 @@ def _fit(
     with torch.no_grad():
         param_sum = float(sum(p.double().sum() for p in model.parameters()))
     return {
-        "out": str(out),
-        "epochs_done": end_epoch,
-        "step": step,
-        "best": best,
-        "last": last_val,
+        "out": str(plan.out),
+        "epochs_done": end,
+        "step": state.step,
+        "best": state.best,
+        "last": last,
         "param_sum": param_sum,  # equal on every DDP rank; a cheap identity check
     }
 
 
-def _batches(source, windows, order, cfg, opt_cfg, steps_per_epoch, device):
-    """Batches of one epoch in `order`, moved to `device`."""
-    bs = opt_cfg.batch_size
-    if isinstance(source, D.TensorWindows):
-        for b in range(steps_per_epoch):
-            sel = windows[order[b * bs : (b + 1) * bs]]
-            if not len(sel):
-                return
-            batch = source.gather(sel[:, 0], sel[:, 1], cfg.window)
-            yield {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-        return
-    loader = torch.utils.data.DataLoader(
-        source,
-        batch_size=bs,
-        sampler=[int(i) for i in order[: steps_per_epoch * bs]],
-        num_workers=cfg.workers,
-        pin_memory=cfg.pin_memory and device.type == "cuda",
-        persistent_workers=False,
-        # its own generator: the loader must not draw from the global RNG (dropout's), so both
-        # loaders train identically and resumed runs repeat
-        generator=torch.Generator().manual_seed(opt_cfg.seed),
-    )
-    for batch in loader:
-        yield {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+def train_epoch(ddp_model, model, batches, optimizer, loss_fn, state: Progress, total, opt, amp):
+    """One pass over `batches`; returns the mean loss. The loss is read from the device only at
+    log steps (`optim.log_every`) and once at the end: each read waits for the device."""
+    device = model_device(model)
+    model.train()
+    loss_sum, n = torch.zeros((), dtype=_sum_dtype(device), device=device), 0
+    for batch in batches:
+        lr = opt.lr * lr_factor(state.step, total, opt.warmup, opt.min_lr_ratio)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        with torch.autocast(device.type, dtype=amp or torch.bfloat16, enabled=amp is not None):
+            logits = ddp_model(batch)  # (B, T, A)
+        loss = loss_fn(logits.float(), batch["labels"], batch["train_mask"])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if opt.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), opt.grad_clip)
+        optimizer.step()
+        state.step, n = state.step + 1, n + 1
+        loss_sum += loss.detach()
+        if state.step % opt.log_every == 0 and hasattr(batches, "set_postfix"):
+            batches.set_postfix(loss=f"{float(loss):.4f}", lr=f"{lr:.2e}")
+    return float(loss_sum) / max(n, 1)
+
+
+def _sum_dtype(device: torch.device) -> torch.dtype:
+    return torch.float32 if device.type == "mps" else torch.float64
+
+
+def _wrap_ddp(model: torch.nn.Module, info: DistInfo, device: torch.device):
+    if not info.enabled:
+        return model
+    ids = [device.index] if device.type == "cuda" else None
+    return torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
+
+
+def _run_info(config: TrainConfig, plan: RunPlan) -> dict[str, Any]:
+    manifest = plan.manifest
+    return {
+        "store": _abs(plan.store),
+        "manifest": _abs(str(manifest)) if isinstance(manifest, (str, Path)) else "",
+        "folds": 0,
+        "recipe": config.recipe,
+        **plan.extra_run_info,
+    }
 
 
 def _progress(iterable, total: int, desc: str, enabled: bool):
@@ -478,22 +461,23 @@ def fit_run(
 
     Folds pool the manifest's train and val tracks and group them by video; fold i trains on
     the others and validates on fold i, into RUN/fold_<i>/."""
+    config.validate()
     k = int(config.folds.k or 0)
     if k <= 1:
         return fit(config, store, manifest, out, **kwargs)
     from train.folds import assign_folds
 
     out = Path(out)
-    man = D.read_manifest(manifest)
+    man = read_manifest(manifest)
     cfg = config.data
     pooled = pd.concat(
         [
-            D.split_rows(man, cfg.train_split, cfg.max_tracks),
-            D.split_rows(man, cfg.val_split, cfg.max_tracks),
+            split_rows(man, cfg.train_split, cfg.max_tracks),
+            split_rows(man, cfg.val_split, cfg.max_tracks),
         ]
     ).reset_index(drop=True)
-    reader = D.open_store(store)
-    pooled = D.check_tracks(reader, pooled, "folds")
+    reader = open_store(store)
+    pooled = check_tracks(reader, pooled, "folds")
     assignment = assign_folds(pooled, k, config.folds.seed)
     fold = pooled["track_id"].map(assignment)
     out.mkdir(parents=True, exist_ok=True)

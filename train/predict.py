@@ -19,9 +19,10 @@ from data_manifest.aus import AUS
 from data_manifest.manifest import usable_rows
 from data_manifest.shared_files import write_text_atomic
 from data_manifest.user_error import UserError
-from train import data as D
+from train import tracks as T
 from train.distributed import DistInfo, pick_device
 from train.folds import combine
+from train.inference import predict_probs, stack_labels
 from train.loop import autocast_dtype
 from train.metrics import binarize, mean_f1, score
 from train.run import load_model, model_dirs, read_run_info, thresholds_of
@@ -34,7 +35,7 @@ class Predictions:
     """Per-track outputs in track order: probabilities (T, A) and 0/1 decisions (T, A)."""
 
     order: list[str]
-    tracks: dict[str, D.Track]
+    tracks: dict[str, T.Track]
     probs: dict[str, np.ndarray]
     binary: dict[str, np.ndarray]
 
@@ -54,8 +55,8 @@ def _predict_model(model_dir: Path, reader, rows: pd.DataFrame, device, which: s
     cfg = config.data
     keys = list(meta["keys"])
     paths = [cfg.features[k] for k in keys] + [cfg.face_valid]
-    groups = D.check_groups(reader, paths, list(rows["track_id"]))
-    now = D.group_fingerprints(reader, groups)
+    groups = T.check_groups(reader, paths, list(rows["track_id"]))
+    now = T.group_fingerprints(reader, groups)
     saved = meta.get("store_fingerprints", {})
     changed = [g for g in groups if g in saved and saved[g] and now.get(g) != saved[g]]
     if changed:
@@ -63,16 +64,16 @@ def _predict_model(model_dir: Path, reader, rows: pd.DataFrame, device, which: s
             f"{model_dir}: store group(s) {changed} have fingerprints different from the ones "
             "the model was trained on"
         )
-    tracks = [D.load_track(reader, r, cfg.features, keys, cfg, False) for _, r in rows.iterrows()]
+    tracks = [T.load_track(reader, r, cfg.features, keys, cfg, False) for _, r in rows.iterrows()]
     amp = autocast_dtype(config.optim.precision, device)
-    probs = D.predict_probs(
+    probs = predict_probs(
         model, tracks, keys, cfg, config.optim.batch_size, device, amp, reader, cfg.features
     )
     return tracks, probs, thresholds_of(meta), meta, config
 
 
 def _rows(manifest: str, split: str, reader, track_list: list[str] | None) -> pd.DataFrame:
-    man = D.read_manifest(manifest)
+    man = T.read_manifest(manifest)
     rows = usable_rows(man[man["split"] == split], what=split).reset_index(drop=True)
     if track_list is not None:
         index = {t: i for i, t in enumerate(rows["track_id"])}
@@ -106,7 +107,7 @@ def predict_split(
 ) -> Predictions:
     """Predict every track of `split`; fold models are combined by the run's combine rule."""
     store, manifest = _paths(run, store, manifest)
-    reader = D.open_store(store)
+    reader = T.open_store(store)
     rows = _rows(manifest, split, reader, track_list)
     dev = pick_device(device, DistInfo())
     outs = [_predict_model(d, reader, rows, dev, which) for d in model_dirs(run)]
@@ -143,13 +144,13 @@ def evaluate_run(
     folds_file = run / "folds.json"
     if info.get("folds") and split == "val" and folds_file.exists():
         assignment = json.loads(folds_file.read_text())
-        reader = D.open_store(store)
-        man = D.read_manifest(manifest)
+        reader = T.open_store(store)
+        man = T.read_manifest(manifest)
         all_p, all_y, fold_f1, fold_thr = [], [], [], []
         for i, d in enumerate(model_dirs(run)):
             rows = man[man["track_id"].map(assignment.get) == i].reset_index(drop=True)
             tracks, probs, thr, _, _ = _predict_model(d, reader, rows, dev, which)
-            p, y = D.stack_labels(tracks, probs)
+            p, y = stack_labels(tracks, probs)
             fold_f1.append(mean_f1(binarize(p, thr), y))
             all_p.append(binarize(p, thr).astype(np.float64))
             all_y.append(y)
@@ -162,7 +163,7 @@ def evaluate_run(
     else:
         preds = predict_split(run, split, store, manifest, which, device)
         tracks = [preds.tracks[t] for t in preds.order]
-        p, y = D.stack_labels(tracks, preds.probs)
+        p, y = stack_labels(tracks, preds.probs)
         if info.get("folds"):
             thr = np.full(len(AUS), 0.5)
             metrics = score(

@@ -17,7 +17,7 @@ import os
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
-from data_manifest.cli_support import UserError
+from data_manifest.user_error import UserError
 from extract.job.config import ExtractConfig
 from extract.store.schema import AUDIO_VALID_GROUP, FACE_GROUP, audio_group, visual_group
 

@@ -1,12 +1,16 @@
+"""Tracks, windows and whole-track prediction over a real store."""
+
 import numpy as np
 import pytest
 import torch
 
 from data_manifest.user_error import UserError
 from tests.train.store_factory import make_dataset
-from train import data as D
-from train.config import DataConfig
+from train import tracks as T
+from train.config import DataConfig, ImbalanceConfig
+from train.inference import fill_faceless, predict_probs
 from train.models import build_model
+from train.windows import FrameTable, assemble_window, train_mask, whole_tracks, window_starts
 
 
 @pytest.fixture(scope="module", params=["fp16", "int8"])
@@ -19,15 +23,15 @@ def dataset(tmp_path_factory, request):
 
 
 def _tracks(store, manifest, split, keys, cfg, read=True):
-    reader = D.open_store(str(store))
-    rows = D.split_rows(D.read_manifest(str(manifest)), split)
+    reader = T.open_store(str(store))
+    rows = T.split_rows(T.read_manifest(str(manifest)), split)
     features = cfg.features
-    return reader, [D.load_track(reader, r, features, keys, cfg, read) for _, r in rows.iterrows()]
+    return reader, [T.load_track(reader, r, features, keys, cfg, read) for _, r in rows.iterrows()]
 
 
 def test_window_starts_cover_every_frame():
     for n, w, s in [(10, 4, 3), (4, 8, 2), (17, 5, 5), (16, 4, 4)]:
-        starts = D.window_starts(n, w, s)
+        starts = window_starts(n, w, s)
         covered = np.zeros(n, bool)
         for st in starts:
             covered[st : st + w] = True
@@ -41,41 +45,22 @@ def test_labels_join_masks_and_rule(dataset):
     t = tracks[0]
     assert t.labels.shape == (t.n_frames, 12) and "dropped" in t.note
     assert (t.labels[:3, :3] == -1).all() and t.audio_valid.all()
-    keep = D.train_mask(t, cfg)
+    keep = train_mask(t, cfg)
     assert not keep[~t.face_valid].any()
-    rates = D.positive_rates(tracks)
+    rates = T.positive_rates(tracks)
     assert rates.shape == (12,) and 0 < rates.min() < rates.max() < 1
-    w = D.pos_weights(tracks, type("I", (), {"pos_weight": "auto", "max_pos_weight": 10.0})())
+    w = T.pos_weights(tracks, ImbalanceConfig())
     assert len(w) == 12 and all(1.0 <= x <= 10.0 for x in w)
 
 
-def test_memory_and_store_loaders_give_the_same_batches(dataset):
+def test_tracks_keep_the_store_dtypes(dataset):
     store, manifest = dataset
-    cfg = DataConfig(
-        features={
-            "cls": "visual/dinov2/cls",
-            "patch": "visual/dinov2/patch",
-            "rois": "face/rois",
-            "audio": "audio/wavlm",
-        },
-        window=48,
-        stride=8,
-    )
-    keys = ["audio", "cls", "patch", "rois"]
-    _, tracks = _tracks(store, manifest, "train", keys, cfg)
-    windows = D.training_windows(tracks, cfg)
+    features = {"cls": "visual/dinov2/cls", "patch": "visual/dinov2/patch"}
+    cfg = DataConfig(features=features)
+    _, tracks = _tracks(store, manifest, "train", ["cls", "patch"], cfg)
     quantised = bool(tracks[0].scales)
     assert tracks[0].arrays["patch"].dtype == (np.int8 if quantised else np.float16)
     assert tracks[0].arrays["cls"].dtype == np.float16
-    mem = D.TensorWindows(tracks, keys, cfg)
-    lazy = D.StoreWindows(str(store), tracks, windows, cfg.features, keys, cfg)
-    sel = np.arange(len(windows))
-    a = mem.gather(windows[sel, 0], windows[sel, 1], cfg.window)
-    b = torch.utils.data.default_collate([lazy[i] for i in sel])
-    assert set(a) == set(b)
-    for k in a:
-        assert torch.equal(a[k], b[k].to(a[k].dtype)), k
-    assert a["patch"].shape[1:] == (48, 2, 2, 8) and not a["mask"].all()  # last windows padded
 
 
 def test_stitched_prediction_equals_whole_track_for_a_framewise_model(dataset):
@@ -89,28 +74,86 @@ def test_stitched_prediction_equals_whole_track_for_a_framewise_model(dataset):
     reader, tracks = _tracks(store, manifest, "val", ["cls"], cfg)
     torch.manual_seed(0)
     model = build_model({"name": "frame_mlp", "hidden": 8}, {"cls": 16}).eval()
-    probs = D.predict_probs(model, tracks, ["cls"], cfg, 3, torch.device("cpu"))
+    probs = predict_probs(model, tracks, ["cls"], cfg, 3, torch.device("cpu"))
     t = tracks[0]
     with torch.no_grad():
         full = torch.sigmoid(model({"cls": torch.from_numpy(t.arrays["cls"]).float()[None]}))[0]
     np.testing.assert_allclose(probs[t.track_id], full.numpy(), atol=1e-5)
+    cfg.eval_window = 0  # one pass over the whole track
+    one = predict_probs(model, tracks, ["cls"], cfg, 3, torch.device("cpu"))
+    np.testing.assert_allclose(one[t.track_id], full.numpy(), atol=1e-5)
     cfg.faceless_predict = "nearest"
-    lazy = [D.Track(x.track_id, x.n_frames, x.labels, x.face_valid) for x in tracks]
-    filled = D.predict_probs(
+    lazy = [x.without_arrays() for x in tracks]
+    filled = predict_probs(
         model, lazy, ["cls"], cfg, 3, torch.device("cpu"), None, reader, cfg.features
     )
-    np.testing.assert_allclose(filled[t.track_id], D.fill_faceless(probs[t.track_id], t.face_valid))
+    np.testing.assert_allclose(filled[t.track_id], fill_faceless(one[t.track_id], t.face_valid))
+    table = FrameTable(whole_tracks(tracks), ["cls"], cfg)  # a cache of the split, same result
+    cached = predict_probs(model, lazy, ["cls"], cfg, 3, torch.device("cpu"), table=table)
+    np.testing.assert_array_equal(cached[t.track_id], filled[t.track_id])
+
+
+def test_fill_faceless_takes_the_nearest_face_earlier_on_ties():
+    values = np.arange(6, dtype=float)[:, None]
+    face = np.array([False, True, False, False, True, False])
+    assert fill_faceless(values, face)[:, 0].tolist() == [1, 1, 1, 4, 4, 4]
+    assert fill_faceless(values, np.zeros(6, bool)) is values
+
+
+def test_assemble_window_pads_with_zeros_and_unknown_labels(dataset):
+    store, manifest = dataset
+    cfg = DataConfig(features={"cls": "visual/dinov2/cls"}, normalize="none")
+    _, tracks = _tracks(store, manifest, "train", ["cls"], cfg)
+    table = FrameTable(whole_tracks(tracks), ["cls"], cfg)
+    n = tracks[0].n_frames
+    b = assemble_window(table, [0], [n - 3], 8)
+    assert b["mask"][0].tolist() == [True] * 3 + [False] * 5
+    assert (b["cls"][0, 3:] == 0).all() and (b["labels"][0, 3:] == -1).all()
+    assert torch.equal(b["cls"][0, :3], torch.from_numpy(tracks[0].arrays["cls"][-3:]).float())
+    assert not b["train_mask"][0, 3:].any() and not b["face_valid"][0, 3:].any()
 
 
 def test_missing_group_or_array_is_a_user_error(dataset):
     store, manifest = dataset
-    reader = D.open_store(str(store))
+    reader = T.open_store(str(store))
     with pytest.raises(UserError, match="convnext"):
-        D.check_groups(reader, ["visual/convnext/cls"])
+        T.check_groups(reader, ["visual/convnext/cls"])
     cfg = DataConfig(features={"cls": "visual/convnext/cls"})
     with pytest.raises(UserError, match="no array"):
         _tracks(store, manifest, "val", ["cls"], cfg)
     model = build_model({"name": "frame_mlp"}, {"cls": 4})
     model.required_inputs = {"cls", "patch"}
     with pytest.raises(UserError, match="patch"):
-        D.required_keys(model, {"cls": "visual/dinov2/cls"})
+        T.required_keys(model, {"cls": "visual/dinov2/cls"})
+
+
+def test_one_pass_falls_back_to_windows_when_a_track_does_not_fit(dataset, caplog):
+    store, manifest = dataset
+    cfg = DataConfig(
+        features={"cls": "visual/dinov2/cls"}, eval_window=0, window=16, faceless_predict="model"
+    )
+    _, tracks = _tracks(store, manifest, "val", ["cls"], cfg)
+    torch.manual_seed(0)
+    inner = build_model({"name": "frame_mlp", "hidden": 8}, {"cls": 16}).eval()
+
+    class Small(torch.nn.Module):  # "runs out of memory" beyond 20 frames
+        def __init__(self):
+            super().__init__()
+            self.inner = inner
+            self.lengths = []
+
+        def forward(self, batch):
+            self.lengths.append(batch["cls"].shape[1])
+            if batch["cls"].shape[1] > 20:
+                raise torch.OutOfMemoryError("too long")
+            return self.inner(batch)
+
+    model = Small()
+    with caplog.at_level("WARNING"):
+        probs = predict_probs(model, tracks, ["cls"], cfg, 4, torch.device("cpu"))
+    t = tracks[0]
+    assert model.lengths[0] == t.n_frames and set(model.lengths[1:]) == {16}
+    assert "does not fit in one pass" in caplog.text
+    with torch.no_grad():
+        full = torch.sigmoid(inner({"cls": torch.from_numpy(t.arrays["cls"]).float()[None]}))[0]
+    np.testing.assert_allclose(probs[t.track_id], full.numpy(), atol=1e-5)

@@ -4,7 +4,7 @@ import pytest
 
 from data_manifest.aus import AUS
 from data_manifest.user_error import UserError
-from train.data import fill_faceless
+from train.inference import fill_faceless
 from train.submission import (
     HEADER,
     predictions_frame,
