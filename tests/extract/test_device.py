@@ -9,8 +9,9 @@ import torch
 
 from data_manifest.user_error import UserError
 from extract.device import resolve_device
-from extract.job.commands import _add_job_options, _config
+from extract.job.commands import _add_job_options
 from extract.job.config import ExtractConfig
+from extract.job.config import config_from_args as _config
 from train.distributed import DistInfo, pick_device
 
 
