@@ -154,11 +154,6 @@ def test_abaw8_folds_on_too_few_videos(train_data, capsys):
     assert "3 videos cannot fill 6 folds" in line and "--folds 3" in line
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="train/loop.py must name the store arrays the recipe reads and the store lacks "
-    "(visual/convnext/cls, audio/whisper), not `model {...}: cls`",
-)
 def test_abaw8_on_a_dinov2_store_names_the_missing_arrays(train_data, capsys):
     argv = _fit(train_data, "r_abaw8", "--recipe", "abaw8", "--set", "folds.k=0")
     assert train.cli.main(argv) == 2
@@ -166,11 +161,6 @@ def test_abaw8_on_a_dinov2_store_names_the_missing_arrays(train_data, capsys):
     assert "visual/convnext/cls" in line
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="train/loop.py (_check_resume_config) must either resume with more epochs or name "
-    "the differing key (optim.epochs: 1 -> 2), not only the section",
-)
 def test_resume_with_more_epochs(train_data, capsys):
     first = _fit(train_data, "r_resume", "--set", *SMALL, "optim.epochs=1")
     assert train.cli.main(first) == 0

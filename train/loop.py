@@ -145,10 +145,12 @@ def _check_resume_config(out: Path, config: TrainConfig) -> bool:
     if not (out / LAST).exists():
         return False
     saved = json.loads((out / CONFIG_FILE).read_text()) if (out / CONFIG_FILE).exists() else None
-    if saved is not None and saved != json.loads(json.dumps(config.to_dict())):
-        diff = sorted(k for k in saved if saved.get(k) != config.to_dict().get(k))
+    now = json.loads(json.dumps(config.to_dict()))
+    if saved is not None and saved != now:
+        from extract.store.fingerprint import describe_diff
+
         raise UserError(
-            f"{out} holds a run with a different configuration (sections {diff}); "
+            f"{out} holds a run with a different configuration ({describe_diff(saved, now, ('run', 'now'))}); "
             "use another --out to start a new run"
         )
     return True
@@ -160,6 +162,16 @@ def build_model_for(config: TrainConfig, dims: dict[str, Any], device: torch.dev
     try:
         return build_model(config.model, dims).to(device)
     except KeyError as exc:
+        features = config.data.features
+        missing = [  # feature paths the recipe reads that gave no size: not in the store
+            path for key, path in features.items() if {"rois": "n_rois"}.get(key, key) not in dims
+        ]
+        if missing:
+            raise UserError(
+                f"model {config.model.get('name')!r} needs {exc.args[0]!r}, and the store has no "
+                f"{', '.join(missing)} (data.features); extract them with auwild-extract run, or "
+                "point data.features at arrays the store has (auwild-extract inspect lists them)"
+            ) from exc
         raise UserError(f"model {config.model}: {exc.args[0]}") from exc
     except TypeError as exc:
         raise UserError(f"model {config.model} with store dims {dims}: {exc}") from exc
