@@ -2,6 +2,7 @@
 
 from extract.encoders.base import (
     AUDIO_ENCODERS,
+    AUDIO_WITHOUT_SOURCE,
     VISUAL_ENCODERS,
     VISUAL_WITHOUT_SOURCE,
     known_audio_encoders,
@@ -15,6 +16,7 @@ from extract.encoders.base import (
 
 __all__ = [
     "AUDIO_ENCODERS",
+    "AUDIO_WITHOUT_SOURCE",
     "VISUAL_ENCODERS",
     "VISUAL_WITHOUT_SOURCE",
     "known_audio_encoders",

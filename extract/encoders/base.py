@@ -26,6 +26,8 @@ _AUDIO_MODULES = {
     "whisper": "extract.encoders.whisper",
     "logmel": "extract.encoders.logmel",
 }
+# computed from the audio alone: no model source, no layers to pick
+AUDIO_WITHOUT_SOURCE = frozenset({"logmel"})
 
 
 def register_visual_encoder(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:

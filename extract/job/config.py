@@ -62,9 +62,9 @@ def _token_kinds() -> list[str]:
 
 def _sourceless() -> frozenset[str]:
     """Encoders with no model to load: logmel (from the audio alone), classical (from the crop)."""
-    from extract.encoders.base import VISUAL_WITHOUT_SOURCE
+    from extract.encoders.base import AUDIO_WITHOUT_SOURCE, VISUAL_WITHOUT_SOURCE
 
-    return frozenset({"logmel"}) | VISUAL_WITHOUT_SOURCE
+    return AUDIO_WITHOUT_SOURCE | VISUAL_WITHOUT_SOURCE
 
 
 def _visual_list(text: str) -> dict[str, str | None]:

@@ -58,11 +58,11 @@ class ModelCache:
 
     def audio(self, name: str):
         if name not in self._audio:
-            from extract.encoders import load_audio_encoder
+            from extract.encoders import AUDIO_WITHOUT_SOURCE, load_audio_encoder
 
             _quiet_model_loading()
             kwargs: dict[str, Any] = {"device": self.cfg.device}
-            if self.cfg.audio_layers and name != "logmel":
+            if self.cfg.audio_layers and name not in AUDIO_WITHOUT_SOURCE:
                 kwargs["layers"] = list(self.cfg.audio_layers)
             self._audio[name] = load_audio_encoder(name, self.cfg.audio[name], **kwargs)
             self.loaded.append(f"audio:{name}")
