@@ -9,11 +9,12 @@ run's rule (`train.folds.combine`), as `auwild-train predict` does.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 
 from auwild.store import Store
@@ -88,7 +89,9 @@ class Run:
 
         `arrays`: {store array path: (T, ...) numpy array or tensor} holding `self.arrays`,
         e.g. `store.window(track, run.arrays)`. Frames without a face follow the run's rule
-        (data.faceless_predict)."""
+        (data.faceless_predict). Features enter the model as float16, as from the store; int8
+        patch tokens given dequantised are therefore rounded to float16 (`predict_track` reads
+        them as stored)."""
         missing = [p for p in self.arrays if p not in arrays]
         if missing:
             raise UserError(
@@ -99,38 +102,29 @@ class Run:
         if len(set(lengths.values())) != 1:
             raise UserError(f"predict: arrays of different lengths {lengths}")
         reader = ArraysReader(values)
-        probs, thresholds = [], []
-        for model, meta, config in self.models:
-            probs.append(self._predict_one(model, meta, config, reader, values))
-            thresholds.append(thresholds_of(meta))
-        if len(probs) == 1:
-            return probs[0], binarize(probs[0], thresholds[0])
-        mean, decisions = combine(probs, thresholds, self.config.folds.combine)
-        return mean.astype(np.float32), decisions
 
-    def _predict_one(self, model, meta, config: TrainConfig, reader, values) -> np.ndarray:
-        cfg, keys = config.data, list(meta["keys"])
-        n = len(values[cfg.face_valid])
-        track = T.Track(
-            TRACK,
-            n,
-            np.full((n, N_AUS), -1, np.int8),
-            values[cfg.face_valid].astype(bool),
-            values[cfg.audio_valid].astype(bool) if "audio" in keys else None,
-        )
-        if cfg.normalize == "track":
-            T.track_means(reader, track, cfg.features, keys)
-        amp = autocast_dtype(config.optim.precision, self.device)
-        bs = config.optim.batch_size  # evaluation windows per pass, as `auwild-train predict`
-        out = predict_probs(model, [track], keys, cfg, bs, self.device, amp, reader, cfg.features)
-        return out[TRACK]
+        def track_of(config: TrainConfig, keys: list[str]) -> T.Track:
+            cfg = config.data
+            n = len(values[cfg.face_valid])
+            track = T.Track(
+                TRACK,
+                n,
+                np.full((n, N_AUS), -1, np.int8),
+                values[cfg.face_valid].astype(bool),
+                values[cfg.audio_valid].astype(bool) if "audio" in keys else None,
+            )
+            if cfg.normalize == "track":
+                T.track_means(reader, track, cfg.features, keys)
+            return track
+
+        return self._predict(reader, track_of)
 
     def predict_track(self, store: Store, track: str):
-        """`predict` on a track read from `store`, after checking that the store's groups have
-        the fingerprints the model was trained on."""
-        paths = self.arrays
-        groups = T.check_groups(store.reader, paths, [track])
-        now = T.group_fingerprints(store.reader, groups)
+        """`predict` on a track of `store`, read as `auwild-train predict` reads it, after
+        checking that the store's groups have the fingerprints the model was trained on."""
+        reader = store.reader
+        groups = T.check_groups(reader, self.arrays, [track])
+        now = T.group_fingerprints(reader, groups)
         for _, meta, _ in self.models:
             saved = meta.get("store_fingerprints", {})
             changed = [g for g in groups if saved.get(g) and now.get(g) != saved[g]]
@@ -139,7 +133,33 @@ class Run:
                     f"{store.url}: group(s) {changed} have fingerprints different from the ones "
                     f"the run {self.path} was trained on"
                 )
-        return self.predict(store.window(track, paths))
+        row = pd.Series({"track_id": track, "labels": ""})  # labels are not needed to predict
+
+        def track_of(config: TrainConfig, keys: list[str]) -> T.Track:
+            cfg = config.data
+            return T.load_track(reader, row, cfg.features, keys, cfg, read_arrays=False)
+
+        return self._predict(reader, track_of)
+
+    def _predict(self, reader, track_of: Callable[[TrainConfig, list[str]], T.Track]):
+        """Each model's probabilities over the track `track_of` makes (its arrays taken from
+        `reader`), decided at its thresholds; fold models combined by the run's rule."""
+        probs, thresholds = [], []
+        for model, meta, config in self.models:
+            keys = list(meta["keys"])
+            track = track_of(config, keys)
+            amp = autocast_dtype(config.optim.precision, self.device)
+            bs = config.optim.batch_size  # evaluation windows per pass, as `auwild-train predict`
+            features = config.data.features
+            out = predict_probs(
+                model, [track], keys, config.data, bs, self.device, amp, reader, features
+            )
+            probs.append(out[track.track_id])
+            thresholds.append(thresholds_of(meta))
+        if len(probs) == 1:
+            return probs[0], binarize(probs[0], thresholds[0])
+        mean, decisions = combine(probs, thresholds, self.config.folds.combine)
+        return mean.astype(np.float32), decisions
 
 
 def load_run(

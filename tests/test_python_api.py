@@ -24,13 +24,21 @@ from train.train_data import build_data, open_split
 SMALL = ["optim.batch_size=4", "data.window=16", "data.stride=8", "model.hidden=32"]
 
 
-def make_api_data(root: Path, folds: int = 0) -> tuple[str, str, str]:
-    """(store, manifest, run): the test store and a baseline run trained on it for 3 epochs."""
+def make_api_data(
+    root: Path, folds: int = 0, patch_kind: str = "fp16", recipe: str = "baseline", model=None
+) -> tuple[str, str, str]:
+    """(store, manifest, run): the test store and a run trained on it for 3 epochs (the
+    baseline recipe unless `recipe` and `model` say otherwise)."""
     from train.loop import fit_run
 
-    store, manifest = make_dataset(root, n_train=4, n_val=2, n_test=2, frames=60)
+    store, manifest = make_dataset(
+        root, n_train=4, n_val=2, n_test=2, frames=60, patch_kind=patch_kind
+    )
     sets = [*SMALL, "optim.epochs=3", "optim.lr=3e-3", "optim.device=cpu", f"folds.k={folds}"]
-    fit_run(resolve("baseline", sets), str(store), str(manifest), root / "run", progress=False)
+    config = resolve(recipe, sets)
+    if model is not None:
+        config.model = dict(model)
+    fit_run(config.validate(), str(store), str(manifest), root / "run", progress=False)
     return str(store), str(manifest), str(root / "run")
 
 
@@ -231,3 +239,26 @@ def test_fold_run_predict_equals_predict_split(tmp_path):
         probs, decisions = run.predict_track(store, track)
         assert np.allclose(probs, preds.probs[track], atol=1e-6), track
         assert np.array_equal(decisions, preds.binary[track]), track
+
+
+def test_run_on_int8_tokens_and_audio(tmp_path):
+    """A model reading int8 patch tokens, ROIs, CLS and audio: predict_track is predict_split
+    exactly; predict on dequantised arrays agrees to float16 rounding."""
+    tiny = {"d_model": 16, "heads": 2, "hidden": 16, "use_audio": True, "use_cls": True}
+    model = {"name": "hga_mlp", "pool": "flat", **tiny}
+    store_url, manifest, run_dir = make_api_data(tmp_path, 0, "int8", "abaw10", model)
+    preds = predict_split(run_dir, "test", device="cpu")
+    run = auwild.load_run(run_dir, device="cpu")
+    assert set(run.features) == {"audio", "cls", "patch", "rois"} and run.config.recipe == "abaw10"
+    assert run.arrays[-2:] == ["face/valid", "audio/valid"]
+    store = auwild.open_store(store_url)
+    assert store.reader.token_storage(preds.order[0], "visual/dinov2/patch").kind == "int8"
+    for track in preds.order:
+        probs, decisions = run.predict_track(store, track)
+        assert np.array_equal(probs, preds.probs[track]), track
+        assert np.array_equal(decisions, preds.binary[track]), track
+        near, _ = run.predict(store.window(track, run.arrays))
+        assert np.abs(near - probs).max() < 2e-2, track
+    ds = auwild.SplitDataset(store, manifest, "val", recipe=run.config)
+    item = ds[0]
+    assert item["patch"].shape == (16, 2, 2, 8) and item["audio_valid"].dtype == torch.bool

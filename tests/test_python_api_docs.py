@@ -40,7 +40,7 @@ def test_every_python_block_runs(api_data, capsys):
 
 def test_the_page_names_only_what_the_package_has():
     text = PAGE.read_text()
-    used = set(re.findall(r"\bauwild\.([A-Za-z_]+)", text))
+    used = set(re.findall(r"\bauwild\.(\w+)", text))
     assert used and used <= set(auwild.__all__), used - set(auwild.__all__)
     for name in ("STORE", "MANIFEST", "RUN"):
         assert f"`{name}`" in text  # the page says what each placeholder is
