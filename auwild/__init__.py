@@ -1,9 +1,9 @@
 """auwild from Python: open a feature store, iterate a split as windows, predict with a run.
 
     import auwild
-    store = auwild.open_store("features.zarr")     # or "s3://bucket/features.zarr"
+    store = auwild.open_store("features.zarr")  # or "s3://bucket/features.zarr"
     track = store.tracks()[0]
-    x = store.read(track, "visual/dinov2/cls")       # (T, D) numpy; format="torch" for a tensor
+    x = store.read(track, "visual/dinov2/cls")  # (T, D) numpy; format="torch" for a tensor
     ds = auwild.SplitDataset(store, "manifest.parquet", "train", recipe="baseline")
     run = auwild.load_run("runs/baseline")
     probs, decisions = run.predict(store.window(track, run.arrays))  # (T, 12) each

@@ -64,6 +64,8 @@ class SplitDataset(torch.utils.data.Dataset):
     `recipe` (a name or a run's TrainConfig) gives features, window, stride and normalisation;
     `features`, `window`, `stride` replace its values. `labelled_only` keeps the windows the
     trainer trains on (at least one frame in the loss); False keeps every window (test splits).
+    DataLoader worker processes open the store again from its URL, as the trainer's workers
+    do: S3 credentials and endpoint then come from the environment, not `storage_options`.
     """
 
     def __init__(
