@@ -48,6 +48,7 @@ RUN pip install -c docker/constraints-mediapipe.txt ".[s3,mediapipe]"
 COPY data_manifest ./data_manifest
 COPY extract ./extract
 COPY train ./train
+COPY auwild ./auwild
 RUN pip install --no-deps -c docker/constraints-mediapipe.txt . \
     && sh docker/one_opencv.sh python \
     && python -c "import mediapipe, numpy, pyarrow.parquet, torch, transformers; \
@@ -70,6 +71,7 @@ RUN pip install -c docker/constraints.txt setuptools wheel ninja packaging einop
 COPY data_manifest ./data_manifest
 COPY extract ./extract
 COPY train ./train
+COPY auwild ./auwild
 RUN pip install --no-deps --no-build-isolation -c docker/constraints.txt . \
     && sh docker/one_opencv.sh python \
     && python -c "import torch, transformers, transformers.utils.import_utils as iu, mamba_ssm, cv2; \

@@ -412,3 +412,14 @@ def test_python_snippets_in_run_lines_compile():
     assert len(snippets) >= 3
     for code in snippets:
         compile(code, "<Dockerfile python -c>", "exec")
+
+
+def test_every_installed_package_is_copied_into_both_images():
+    """A package pyproject installs but the Dockerfile does not copy is missing from the image."""
+    include = re.search(r"include = \[(.*?)\]", (ROOT / "pyproject.toml").read_text()).group(1)
+    packages = [p.strip(' "*') for p in include.split(",") if p.strip()]
+    assert {"auwild", "data_manifest", "extract", "train"} <= set(packages)
+    text = DOCKERFILE.read_text()
+    for package in packages:
+        copies = re.findall(rf"^COPY {package} \./{package}$", text, flags=re.M)
+        assert len(copies) == 2, f"the Dockerfile copies {package}/ {len(copies)} times, not twice"
