@@ -39,6 +39,8 @@ OUR_COMMANDS = {
     "auwild-extract": "extract.cli",
     "auwild-train": "train.cli",
 }
+MODULES = {"data_manifest": "auwild-manifest", "extract": "auwild-extract", "train": "auwild-train"}
+WRAPPERS = ("docker", "sudo", "nice", "nohup", "timeout", "env", "srun", "apptainer", "singularity")
 ELLIPSIS = ("...", "…")
 # argparse findings that are not about the command line's grammar: a file the README names
 # exists on the reader's machine, not here
@@ -170,9 +172,18 @@ def notation_variants(args: list[str]) -> tuple[list[list[str]], bool]:
 
 def our_invocations(cmd: Command) -> list[tuple[str, list[str]]]:
     """(console script, its arguments) for each of our commands in `cmd`."""
-    return [
-        (words[0], words[1:]) for words in simple_commands(cmd.text) if words[0] in OUR_COMMANDS
-    ]
+    out = []
+    for words in simple_commands(cmd.text):
+        if words[0] in OUR_COMMANDS:
+            out.append((words[0], words[1:]))
+        elif words[0] in WRAPPERS:  # docker run ... IMAGE auwild-extract ..., nice -n 5 ...
+            at = next((i for i, w in enumerate(words) if w in OUR_COMMANDS), None)
+            if at is not None:
+                out.append((words[at], words[at + 1 :]))
+        elif "-m" in words[:-1] and words[words.index("-m") + 1] in MODULES:  # python/torchrun -m
+            at = words.index("-m") + 1
+            out.append((MODULES[words[at]], words[at + 1 :]))
+    return out
 
 
 def exact(parser: argparse.ArgumentParser, elided: bool = False) -> argparse.ArgumentParser:
@@ -231,6 +242,8 @@ for i in 0 1; do
   CUDA_VISIBLE_DEVICES=$i auwild-extract run --manifest m.parquet \\
       --store s.zarr --shard $i/2 --no-progress &
 done; wait
+docker run --rm -v /d:/d auwild auwild-extract verify /d/s.zarr
+torchrun --nproc-per-node 4 -m train fit ...
 ```
 
 ```console
@@ -248,7 +261,7 @@ def test_harness_reads_blocks_continuations_prompts_and_notation(tmp_path):
     md = tmp_path / "doc.md"
     md.write_text(SAMPLE)
     cmds = commands_in(md)
-    assert [c.line for c in cmds] == [5, 6, 7, 9, 13]
+    assert [c.line for c in cmds] == [5, 6, 7, 9, 10, 11, 15]
     assert cmds[2].text.endswith("--shard $i/2 --no-progress &")
     found = [(c.line, s, a) for c in cmds for s, a in our_invocations(c)]
     assert found == [
@@ -267,7 +280,9 @@ def test_harness_reads_blocks_continuations_prompts_and_notation(tmp_path):
                 "--no-progress",
             ],
         ),  # fmt: skip
-        (13, "auwild-train", ["eval", "runs/x", "--split", "val"]),
+        (10, "auwild-extract", ["verify", "/d/s.zarr"]),
+        (11, "auwild-train", ["fit", "..."]),
+        (15, "auwild-train", ["eval", "runs/x", "--split", "val"]),
     ]
     assert notation_variants(["report", "r", "[--split", "val]", "[--track", "ID", "...]"]) == (
         [["report", "r"], ["report", "r", "--split", "val", "--track", "ID"]],
@@ -286,14 +301,25 @@ def test_harness_reads_blocks_continuations_prompts_and_notation(tmp_path):
 # -- the README -----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    "cmd,script,args",
-    readme_invocations() or [pytest.param(None, None, None, marks=pytest.mark.skip("no commands"))],
-    ids=lambda v: v.where() if isinstance(v, Command) else "",
-)
+def _readme_params() -> list:
+    found = readme_invocations()
+    if not found:
+        return [pytest.param(None, None, None, marks=pytest.mark.skip(reason="no commands"))]
+    return [pytest.param(c, s, a, id=f"{c.where()}:{s}") for c, s, a in found]
+
+
+@pytest.mark.parametrize("cmd,script,args", _readme_params())
 def test_readme_command_parses(cmd, script, args):
     problem = parse_problem(script, args)
     assert problem is None, f"README.md line {cmd.line}: {problem}"
+
+
+def test_walkthrough_draft_commands_parse():
+    cmds = commands_in(WALKTHROUGH_DRAFT, (START, END))
+    found = [(c, s, a) for c in cmds for s, a in our_invocations(c)]
+    assert len(found) == len(cmds) >= 10  # every step is one of our commands
+    problems = [f"{c.where()}: {p}" for c, s, a in found if (p := parse_problem(s, a))]
+    assert not problems, "\n".join(problems)
 
 
 def walkthrough_env() -> dict[str, str]:
