@@ -207,14 +207,15 @@ def _export_track(
         storage = reader.token_storage(tid, name)
         int8 = storage is not None and storage.kind == "int8"
         entry = entries.get(grp, {}) if grp else {}
-        meta: dict[str, Any] = {
-            "group": grp,
-            "fingerprint": entry.get("fingerprint"),
-            "group_fingerprint": entry.get("group_fingerprint"),
-            "fields": entry.get("fields", {}),
-            "track_fields": entry.get("track_fields", {}),
-            "store_dtype": str(arr.dtype),
-        }
+        meta: dict[str, Any] = {"store_dtype": str(arr.dtype)}
+        if grp is not None:  # `time` belongs to no group
+            meta.update(
+                group=grp,
+                fingerprint=entry.get("fingerprint"),
+                group_fingerprint=entry.get("group_fingerprint"),
+                fields=entry.get("fields", {}),
+                track_fields=entry.get("track_fields", {}),
+            )
         if storage is not None:
             meta["token_storage"] = dict(arr.attrs.get("token_storage", {}))
         parts = [
