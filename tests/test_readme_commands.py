@@ -292,6 +292,12 @@ def test_harness_reads_blocks_continuations_prompts_and_notation(tmp_path):
         assert parse_problem(script, args) is None
     assert "--jsn" in parse_problem("auwild-extract", ["inspect", "s.zarr", "--jsn"])
     assert "invalid choice" in parse_problem("auwild-extract", ["inspekt", "s.zarr"])
+    bad = tmp_path / "bad.md"
+    bad.write_text("text\n\n```sh\n$ auwild-extract verify s.zarr \\\n    --jsn\n```\n")
+    [(cmd, script, args)] = readme_invocations(bad)
+    assert cmd.where() == "bad.md:4" and "unrecognized arguments: --jsn" in parse_problem(
+        script, args
+    )
     # an elided command may leave required options out, never misspell one
     assert parse_problem("auwild-train", ["fit", "--store", "s.zarr", "..."]) is None
     assert parse_problem("auwild-train", ["fit", "--stores", "s.zarr", "..."]) is not None

@@ -118,6 +118,8 @@ def export_store(
         raise UserError(f"export format {fmt!r} is not one of {', '.join(FORMATS)}")
     if gzip is not None and (fmt != "h5" or not 0 <= int(gzip) <= 9):
         raise UserError("--gzip LEVEL (0..9) is for --format h5 only")
+    if "://" not in str(src) and Path(out).resolve() == Path(src).resolve():
+        raise UserError(f"--out {out} is the store itself; export to another path")
     if Path(out).exists() and not overwrite:
         raise UserError(f"{out} exists; give --overwrite to replace it")
     warn = warn or (lambda line: print(line, file=sys.stderr))

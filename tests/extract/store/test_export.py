@@ -151,6 +151,8 @@ def test_existing_output_needs_overwrite(tmp_path, capsys):
     assert "--overwrite" in capsys.readouterr().err and out.read_text() == "keep me"
     assert main(["export", url, "--out", str(out), "--no-progress", "--overwrite"]) == 0
     assert h5py.is_hdf5(out)
+    assert main(["export", url, "--out", url, "--format", "npy", "--overwrite"]) == 2
+    assert "the store itself" in capsys.readouterr().err and StoreReader(url).tracks()
 
 
 @pytest.mark.parametrize("fmt", ["h5", "npy"])
