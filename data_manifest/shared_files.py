@@ -9,8 +9,12 @@ which gives the file the mode a plain `open(path, "w")` would have had (0644 und
 from __future__ import annotations
 
 import os
+import secrets
+import shutil
 import tempfile
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 _UMASK_LOCK = threading.Lock()
@@ -70,3 +74,32 @@ def _fsync_dir(folder: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike, *, folder: bool = False) -> Iterator[Path]:
+    """A temporary name beside `path` to build a large file (or a folder) under, renamed into
+    place when the block ends without error and removed otherwise; what is built there is created
+    with plain `open` / `mkdir`, so the umask decides its mode (the file is set to it again)."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.parent / f".tmp-{target.name}.{os.getpid()}.{secrets.token_hex(4)}"
+    if folder:
+        os.mkdir(tmp)
+    try:
+        yield tmp
+        if not folder:
+            os.chmod(tmp, shared_mode())
+            os.replace(tmp, target)
+        elif target.exists():  # a folder cannot be renamed over a full one: swap, then drop
+            old = target.parent / f".old-{target.name}.{os.getpid()}.{secrets.token_hex(4)}"
+            os.rename(target, old)
+            os.rename(tmp, target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.rename(tmp, target)
+    finally:
+        if tmp.is_dir():
+            shutil.rmtree(tmp, ignore_errors=True)
+        elif tmp.exists():
+            tmp.unlink()

@@ -1,4 +1,4 @@
-"""`auwild-extract inspect | verify | merge | consolidate | transcode`: thin wrappers over the store library."""
+"""`auwild-extract inspect | verify | merge | consolidate | transcode | export`: thin wrappers over the store library."""
 
 from __future__ import annotations
 
@@ -6,7 +6,15 @@ import argparse
 import json
 import sys
 
-from data_manifest.cli_options import add_command, add_json, add_out, add_store, write_json
+from data_manifest.cli_options import (
+    add_command,
+    add_json,
+    add_out,
+    add_progress,
+    add_store,
+    add_tracks,
+    write_json,
+)
 from data_manifest.user_error import UserError
 from extract.store.fingerprint import FingerprintMismatch
 from extract.store.integrity import CorruptChunk, MissingChunk
@@ -97,6 +105,31 @@ def _transcode(args: argparse.Namespace) -> int:
     return 0
 
 
+@_user_errors
+def _export(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from extract.store.export import export_store, format_export
+
+    arrays = [a.strip() for a in args.arrays.split(",") if a.strip()] if args.arrays else None
+    report = export_store(
+        args.store,
+        args.out,
+        args.format,
+        arrays=arrays,
+        tracks=args.tracks,
+        dequantize=args.dequantize,
+        gzip=args.gzip,
+        overwrite=args.overwrite,
+        storage_options=_storage_options(args),
+        progress=not args.no_progress,
+        warn=lambda line: None,  # the summary names every track left out
+    )
+    if not write_json(args.json, json.dumps({**asdict(report), "ok": report.ok}, indent=2)):
+        print(format_export(report), file=sys.stdout if report.ok else sys.stderr)
+    return 0 if report.ok else 1
+
+
 def register(subparsers) -> None:
     """Add the store sub-commands to `auwild-extract`."""
 
@@ -138,3 +171,37 @@ def register(subparsers) -> None:
         "--patch-pool", type=int, default=None, help="pool the grid to this side (0: keep it)"
     )
     p.set_defaults(func=_transcode)
+
+    p = command("export", "copy features to one HDF5 file or a folder of .npy files")
+    add_store(p, positional=True)
+    add_out(p, "the .h5 file, or the folder of .npy files (made whole, then renamed into place)")
+    p.add_argument(
+        "--format",
+        choices=["h5", "npy"],
+        default=None,
+        help="output format (default: h5 for a .h5/.hdf5 path, else npy)",
+    )
+    p.add_argument(
+        "--arrays",
+        default=None,
+        metavar="A,B",
+        help="array paths or group names, e.g. visual/dinov2/cls,audio/wavlm,face "
+        "(default: all; time always)",
+    )
+    add_tracks(p, "only these tracks")
+    p.add_argument(
+        "--dequantize",
+        action="store_true",
+        help="int8 patch tokens as float32 (default: int8 with their <name>_scale array)",
+    )
+    p.add_argument(
+        "--gzip",
+        type=int,
+        default=None,
+        metavar="LEVEL",
+        help="h5 only: gzip level 0..9 (default: none)",
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    add_progress(p)
+    add_json(p, "the summary")
+    p.set_defaults(func=_export)
