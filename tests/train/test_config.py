@@ -1,8 +1,10 @@
 import json
+from dataclasses import asdict
 
 import pytest
 
 from train.config import ConfigError, apply_overrides, from_dict, parse_value
+from train.models.systems import HGAAGSSMConfig
 from train.recipes import ABLATIONS, RECIPES, describe, resolve
 
 
@@ -19,7 +21,11 @@ def test_defaults_recipe_then_overrides():
         ],
     )
     assert cfg.optim.lr == 3e-4 and cfg.optim.epochs == 3 and isinstance(cfg.optim.epochs, int)
-    assert cfg.model == {"name": "hga_agssm", "pool": "flat", "hidden": 64}
+    assert cfg.model == HGAAGSSMConfig(pool="flat", hidden=64) and cfg.model.name == "hga_agssm"
+    assert cfg.to_dict()["model"] == {
+        "name": "hga_agssm",
+        **asdict(HGAAGSSMConfig(pool="flat", hidden=64)),
+    }
     assert cfg.data.features["audio"] == "audio/x" and "rois" not in cfg.data.features
     assert cfg.imbalance.pos_weight == "none" and cfg.recipe == "abaw10"
     assert RECIPES["abaw10"]["model"] == {"name": "hga_agssm", "pool": "flat"}  # untouched
