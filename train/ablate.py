@@ -20,7 +20,7 @@ import pandas as pd
 
 from data_manifest.aus import AUS
 from data_manifest.user_error import UserError
-from train.config import TrainConfig, spec_classes
+from train.config import ConfigError, TrainConfig, spec_classes
 from train.loop import LossFactory, fit
 from train.predict import evaluate_run
 from train.recipes import ABLATIONS, resolve
@@ -51,20 +51,38 @@ def row_overrides(spec: dict, overrides: list[str], row: str) -> list[str]:
     """`--set` items for one row: `model.<field>=...` only reaches rows whose model's config has
     <field> and `loss.<field>=...` only rows whose loss's config has it, so one command line can
     shrink every row (e.g. model.d_model=16 skips frame_mlp) or tune the ASL row
-    (loss.gamma_neg=2 skips the BCE rows). A field no registered config has is kept, so the row
-    fails at load naming it (did you mean ...)."""
+    (loss.gamma_neg=2 skips the BCE rows). A field no registered config has is a ConfigError
+    (did you mean ...), raised before any row trains."""
     kept = []
     for item in overrides:
         parts = _key(item).split(".")
         if len(parts) == 2 and parts[0] in ("model", "loss") and parts[1] != "name":
             section, key = parts
             name = _row_name(section, spec, overrides)
-            known_somewhere = any(has_field(section, n, key) for n in spec_classes(section))
-            if known_somewhere and not has_field(section, name, key):
+            if not any(has_field(section, n, key) for n in spec_classes(section)):
+                raise _no_such_field(section, key)
+            if not has_field(section, name, key):
                 log.info("row %s: %s %s has no field %r; override skipped", row, section, name, key)
                 continue
         kept.append(item)
     return kept
+
+
+def _no_such_field(section: str, key: str) -> ConfigError:
+    from data_manifest.user_error import did_you_mean
+
+    known = sorted(
+        {
+            f"{section}.{f.name}"
+            for c in spec_classes(section).values()
+            for f in dataclasses.fields(c)
+        }
+    )
+    hint = did_you_mean(f"{section}.{key}", known) or ";"
+    return ConfigError(
+        f"unknown config key '{section}.{key}'{hint} no registered {section} has it "
+        f"(auwild-train recipes --fields NAME lists a {section}'s fields)"
+    )
 
 
 def row_dir(out: Path, index: int, row: str) -> Path:

@@ -465,14 +465,25 @@ def apply_overrides(config: TrainConfig, overrides: list[str]) -> TrainConfig:
             raise ConfigError(f"override {item!r} is not key=value")
         key, raw = item.split("=", 1)
         items.append((key.strip(), parse_value(raw)))
+    switched = {}
     for section in SPEC_SECTIONS:
         names = [value for key, value in items if key == f"{section}.name"]
         if names and names[-1] != getattr(config, section).name:
             setattr(config, section, spec_from_dict(section, {"name": names[-1]}))
+            switched[section] = names[-1]
     for key, value in items:
-        if key.split(".")[0] in SPEC_SECTIONS and key.endswith(".name") and key.count(".") == 1:
+        section = key.split(".")[0]
+        if section in SPEC_SECTIONS and key == f"{section}.name":
             continue  # applied above
-        set_dotted(config, key, value)
+        try:
+            set_dotted(config, key, value)
+        except ConfigError as exc:
+            if section not in switched or not str(exc).startswith("unknown config key"):
+                raise
+            raise ConfigError(
+                f"{exc} ({section}.name={switched[section]} starts from its own defaults; "
+                f"only its fields can be set)"
+            ) from exc
     return config.validate()
 
 
