@@ -17,6 +17,7 @@ such field). Setting the name the recipe already has changes nothing.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -269,14 +270,14 @@ def set_spec_field(spec: Any, section: str, key: str, value: Any) -> None:
 
 def check_spec(section: str, spec: Any) -> None:
     """Every field of a typed config has its type (values set in code are checked here)."""
-    if not isinstance(spec, SpecConfig):
-        raise ConfigError(f"{section} must be a registered {section} config, got {spec!r}")
+    if not isinstance(spec, SpecConfig) or spec_classes(section).get(spec.name) is not type(spec):
+        raise ConfigError(f"{section} must be a registered {section}'s config, got {spec!r}")
     for f in dataclasses.fields(spec):
         setattr(spec, f.name, _typed(f"{section}.{f.name}", getattr(spec, f.name), f, type(spec)))
 
 
 def _typed(key: str, value: Any, f: dataclasses.Field, owner: type) -> Any:
-    hint = get_type_hints(owner)[f.name]
+    hint = _hints(owner)[f.name]
     typed = _as_type(value, hint)
     if typed is _WRONG:
         example = f.default if f.default is not dataclasses.MISSING else None
@@ -292,6 +293,11 @@ def _typed(key: str, value: Any, f: dataclasses.Field, owner: type) -> Any:
 
 
 _WRONG = object()
+
+
+@functools.cache
+def _hints(owner: type) -> dict[str, Any]:
+    return get_type_hints(owner)
 
 
 def _is_union(hint: Any) -> bool:
@@ -344,22 +350,49 @@ def _type_name(hint: Any) -> str:
     )
 
 
-def spec_fields(section: str, name: str) -> list[tuple[str, str, Any]]:
-    """(field, type, default) of a registered model's or loss's config, for `recipes --fields`."""
+def spec_fields(section: str, name: str) -> list[tuple[str, str, Any, str]]:
+    """(field, type, default, comment) of a registered model's or loss's config, for
+    `recipes --fields`; the comment is the `# ...` block above the field in its class."""
     classes = spec_classes(section)
     if name not in classes:
         spec_from_dict(section, {"name": name})  # raises the did-you-mean error
     cls = classes[name]
     hints = get_type_hints(cls)
+    comments = _field_comments(cls)
     out = []
     for f in dataclasses.fields(cls):
-        hint = hints[f.name]
-        kind = _type_name(hint)
+        kind = _type_name(hints[f.name])
         if "choices" in f.metadata:
             kind = "one of " + ", ".join(json.dumps(c) for c in f.metadata["choices"])
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-        out.append((f.name, kind, default))
+        out.append((f.name, kind, default, comments.get(f.name, "")))
     return out
+
+
+def _field_comments(cls: type) -> dict[str, str]:
+    """Field name -> the comment lines just above it, the most derived class's winning."""
+    import inspect
+    import re
+
+    comments: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        if not dataclasses.is_dataclass(klass):
+            continue
+        try:
+            lines = inspect.getsource(klass).splitlines()
+        except (OSError, TypeError):
+            continue
+        block: list[str] = []
+        for line in lines:
+            text = line.strip()
+            if text.startswith("#"):
+                block.append(text.lstrip("#").strip())
+                continue
+            match = re.match(r"(\w+)\s*:", text)
+            if match and block:
+                comments[match.group(1)] = " ".join(block)
+            block = []
+    return comments
 
 
 # options with a fixed set of values (checked by TrainConfig.validate)

@@ -136,9 +136,10 @@ def describe_fields(name: str) -> str:
     for section in SPEC_SECTIONS:
         if name in spec_classes(section):
             lines = [f"{section} {name}:"]
-            for key, kind, default in spec_fields(section, name):
+            for key, kind, default, comment in spec_fields(section, name):
                 shown = json.dumps(list(default) if isinstance(default, tuple) else default)
                 lines.append(f"  {section}.{key} = {shown}  ({kind})")
+                lines += [f"      {comment}"] if comment else []
             return "\n".join(lines)
     known = sorted(n for section in SPEC_SECTIONS for n in spec_classes(section))
     hint = did_you_mean(name, known) or ";"

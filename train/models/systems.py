@@ -73,17 +73,17 @@ class HGAAGSSMConfig(HGAConfig):
     d_state: int = 16
     # inner width of each block as a multiple of d_model.
     expand: int = 2
-    # width of the depthwise convolution before the scan.
+    # kernel of the depthwise convolution over frames before the scan.
     d_conv: int = 4
-    # scan forwards only (an online model).
+    # pad that convolution on the left only (else centred); the scans keep their directions.
     causal: bool = False
     # audio steers the selection (False: a plain Mamba whose selection sees only the visual stream).
     guided: bool = True
-    # audio steers the read-out C as well as B and the step.
+    # the read-out C sees the audio too (else C comes from the visual stream only).
     guide_c: bool = True
     # a backward scan beside the forward one.
     bidirectional: bool = True
-    # selective-scan implementation (scan.py); "auto" picks the fastest available.
+    # selective-scan implementation (scan.py); "auto": cuda or fused by device (AUWILD_SCAN_IMPL).
     scan_impl: str = choice("auto", ("auto", *SCAN_IMPLS))
 
 
