@@ -136,6 +136,29 @@ def test_unknown_config_key_says_did_you_mean(train_data, capsys):
     assert "did you mean 'optim.epochs'?" in line
 
 
+def test_misspelled_model_key_names_the_models_fields(train_data, capsys):
+    argv = _fit(train_data, "r_mkey", "--recipe", "abaw10", "--set", "model.d_modle=16")
+    assert train.cli.main(argv) == 2
+    line = one_line(capsys)
+    assert "unknown config key 'model.d_modle'; did you mean 'model.d_model'?" in line
+    assert "known in model hga_agssm:" in line
+
+
+def test_loss_value_of_the_wrong_type(train_data, capsys):
+    argv = _fit(train_data, "r_ltype", "--recipe", "abaw10", "--set", "loss.gamma_neg=x")
+    assert train.cli.main(argv) == 2
+    assert "loss.gamma_neg expects a number, got 'x'" in one_line(capsys)
+
+
+def test_ablate_with_a_misspelled_model_key(train_data, capsys):
+    root, store, manifest = train_data
+    argv = ["ablate", "--recipe", "abaw10", "--store", store, "--manifest", manifest,
+            "--out", str(root / "r_ablate"), "--no-progress", "--set", "model.d_modle=16"]  # fmt: skip
+    assert train.cli.main(argv) == 2
+    assert "did you mean 'model.d_model'?" in one_line(capsys)
+    assert not (root / "r_ablate" / "0_baseline").exists()  # nothing trained
+
+
 def test_override_that_is_not_key_value(train_data, capsys):
     assert train.cli.main(_fit(train_data, "r_kv", "--set", "optim.epochs")) == 2
     assert "not key=value" in one_line(capsys)

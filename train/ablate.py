@@ -4,13 +4,13 @@ Each row (e.g. abaw10: baseline, +FM, +HGA, +AG-SSM, +ASL) is fitted for every s
 DIR/<i>_<row>/seed<k>/ and scored on the validation split at its tuned thresholds.
 DIR/ablation.csv has columns row, mean_f1, one per AU (means over seeds) and, with several
 seeds, <column>_std. Finished fits are reused, so a killed ablation resumes. `--set` overrides
-apply to every row, except that `model.<arg>` reaches only rows whose model takes <arg>, and
-`loss.<arg>` only rows whose loss takes it.
+apply to every row, except that `model.<field>` reaches only rows whose model's config has
+<field>, and `loss.<field>` only rows whose loss's config has it.
 """
 
 from __future__ import annotations
 
-import inspect
+import dataclasses
 import logging
 import re
 from pathlib import Path
@@ -20,7 +20,7 @@ import pandas as pd
 
 from data_manifest.aus import AUS
 from data_manifest.user_error import UserError
-from train.config import TrainConfig
+from train.config import ConfigError, TrainConfig, spec_classes
 from train.loop import LossFactory, fit
 from train.predict import evaluate_run
 from train.recipes import ABLATIONS, resolve
@@ -28,47 +28,61 @@ from train.recipes import ABLATIONS, resolve
 log = logging.getLogger(__name__)
 
 
-def _takes(factory, arg: str) -> bool:
-    params = inspect.signature(factory).parameters
-    return arg in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
+def has_field(section: str, name: str, key: str) -> bool:
+    """Whether the config of the registered model (section "model") or loss ("loss") `name` has
+    field `key`; an unknown name keeps every key, so that loading the row names the name."""
+    config = spec_classes(section).get(name)
+    return config is None or key in {f.name for f in dataclasses.fields(config)}
 
 
-def model_accepts(model_name: str, arg: str) -> bool:
-    """Whether the registered model `model_name` takes keyword `arg`."""
-    from train.models import MODEL_REGISTRY, _import_all
+def _row_name(section: str, spec: dict, overrides: list[str]) -> str:
+    """The row's model (loss) name: the last `--set <section>.name=`, else the row's own."""
+    names = [i.split("=", 1)[1].strip() for i in overrides if _key(i) == f"{section}.name"]
+    if names:
+        return names[-1]
+    return spec.get(section, {}).get("name", getattr(TrainConfig(), section).name)
 
-    _import_all()
-    factory = MODEL_REGISTRY.get(model_name)
-    return factory is None or _takes(factory, arg)  # build_model names an unknown model
 
-
-def loss_accepts(loss_name: str, arg: str) -> bool:
-    """Whether the registered loss `loss_name` takes keyword `arg`."""
-    from train.losses import LOSS_REGISTRY
-
-    factory = LOSS_REGISTRY.get(loss_name)
-    return factory is None or _takes(factory, arg)  # build_loss names an unknown loss
+def _key(item: str) -> str:
+    return item.split("=", 1)[0].strip()
 
 
 def row_overrides(spec: dict, overrides: list[str], row: str) -> list[str]:
-    """`--set` items for one row: `model.<arg>=...` only reaches models that take <arg> and
-    `loss.<arg>=...` only losses that take it, so one command line can shrink every row (e.g.
-    model.d_model=16 skips frame_mlp) or tune the ASL row (loss.gamma_neg=2 skips the BCE rows)."""
-    accepts = {"model": model_accepts, "loss": loss_accepts}
+    """`--set` items for one row: `model.<field>=...` only reaches rows whose model's config has
+    <field> and `loss.<field>=...` only rows whose loss's config has it, so one command line can
+    shrink every row (e.g. model.d_model=16 skips frame_mlp) or tune the ASL row
+    (loss.gamma_neg=2 skips the BCE rows). A field no registered config has is a ConfigError
+    (did you mean ...), raised before any row trains."""
     kept = []
     for item in overrides:
-        key = item.split("=", 1)[0].strip()
-        parts = key.split(".")
-        if len(parts) == 2 and parts[0] in accepts and parts[1] != "name":
-            default = getattr(TrainConfig(), parts[0])["name"]
-            name = spec.get(parts[0], {}).get("name", default)
-            if not accepts[parts[0]](name, parts[1]):
-                log.info(
-                    "row %s: %s %s takes no %r; override skipped", row, parts[0], name, parts[1]
-                )
+        parts = _key(item).split(".")
+        if len(parts) == 2 and parts[0] in ("model", "loss") and parts[1] != "name":
+            section, key = parts
+            name = _row_name(section, spec, overrides)
+            if not any(has_field(section, n, key) for n in spec_classes(section)):
+                raise _no_such_field(section, key)
+            if not has_field(section, name, key):
+                log.info("row %s: %s %s has no field %r; override skipped", row, section, name, key)
                 continue
         kept.append(item)
     return kept
+
+
+def _no_such_field(section: str, key: str) -> ConfigError:
+    from data_manifest.user_error import did_you_mean
+
+    known = sorted(
+        {
+            f"{section}.{f.name}"
+            for c in spec_classes(section).values()
+            for f in dataclasses.fields(c)
+        }
+    )
+    hint = did_you_mean(f"{section}.{key}", known) or ";"
+    return ConfigError(
+        f"unknown config key '{section}.{key}'{hint} no registered {section} has it "
+        f"(auwild-train recipes --fields NAME lists a {section}'s fields)"
+    )
 
 
 def row_dir(out: Path, index: int, row: str) -> Path:

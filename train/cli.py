@@ -116,26 +116,36 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_ablate(args: argparse.Namespace) -> int:
     from train.ablate import ablate, format_table
+    from train.config import ConfigError
 
     _exists(args.manifest, "manifest")
-    df = ablate(
-        args.recipe,
-        args.store,
-        args.manifest,
-        args.out,
-        seeds=args.seeds,
-        overrides=_overrides(args),
-        progress=not args.no_progress,
-        rows=args.rows,
-    )
+    try:
+        df = ablate(
+            args.recipe,
+            args.store,
+            args.manifest,
+            args.out,
+            seeds=args.seeds,
+            overrides=_overrides(args),
+            progress=not args.no_progress,
+            rows=args.rows,
+        )
+    except ConfigError as exc:  # a row's --set that does not fit its config
+        raise UserError(str(exc)) from exc
     print(format_table(df))
     print(f"wrote {Path(args.out) / 'ablation.csv'}")
     return 0
 
 
 def cmd_recipes(args: argparse.Namespace) -> int:
-    from train.recipes import ABLATIONS, RECIPES, describe
+    from train.recipes import ABLATIONS, RECIPES, describe, describe_fields
 
+    if args.fields:
+        try:
+            print(describe_fields(args.fields))
+        except KeyError as exc:
+            raise UserError(str(exc.args[0])) from exc
+        return 0
     if not args.name:
         for name in RECIPES:
             rows = ", ".join(r for r, _ in ABLATIONS.get(name, []))
@@ -270,6 +280,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add_command(sub, "recipes", "list recipes, or print one fully resolved")
     p.add_argument("name", nargs="?", help="recipe to print (default: list them all)")
+    p.add_argument(
+        "--fields",
+        metavar="NAME",
+        help="list the settings (model.* or loss.*) of a registered model or loss, with defaults",
+    )
     p.set_defaults(func=cmd_recipes)
     return parser
 

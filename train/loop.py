@@ -32,7 +32,7 @@ from train.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
-from train.config import TrainConfig
+from train.config import ConfigError, TrainConfig, from_dict
 from train.distributed import DistInfo, barrier, cleanup, init_distributed, mean_across
 from train.inference import model_device, predict_probs, stack_labels
 from train.metrics import binarize, mean_f1
@@ -145,6 +145,8 @@ def _check_resume_config(out: Path, config: TrainConfig) -> bool:
     if not (out / LAST).exists():
         return False
     saved = json.loads((out / CONFIG_FILE).read_text()) if (out / CONFIG_FILE).exists() else None
+    if saved is not None:
+        saved = _resolved(saved)
     now = json.loads(json.dumps(config.to_dict()))
     if saved is not None and saved != now:
         from extract.store.fingerprint import describe_diff
@@ -154,6 +156,15 @@ def _check_resume_config(out: Path, config: TrainConfig) -> bool:
             "use another --out to start a new run"
         )
     return True
+
+
+def _resolved(saved: dict[str, Any]) -> dict[str, Any]:
+    """A saved config.json with every default filled in as this version resolves it (a run
+    written before model and loss configs were typed lists only the keys its recipe set)."""
+    try:
+        return json.loads(json.dumps(from_dict(saved).to_dict()))
+    except ConfigError:
+        return saved  # no longer loads: compared as written, so the difference is named
 
 
 def build_model_for(config: TrainConfig, dims: dict[str, Any], device: torch.device):
@@ -168,19 +179,20 @@ def build_model_for(config: TrainConfig, dims: dict[str, Any], device: torch.dev
         ]
         if missing:
             raise UserError(
-                f"model {config.model.get('name')!r} needs {exc.args[0]!r}, and the store has no "
+                f"model {config.model.name!r} needs {exc.args[0]!r}, and the store has no "
                 f"{', '.join(missing)} (data.features); extract them with auwild-extract run, or "
                 "point data.features at arrays the store has (auwild-extract inspect lists them)"
             ) from exc
-        raise UserError(f"model {config.model}: {exc.args[0]}") from exc
+        raise UserError(f"model {config.model.to_dict()}: {exc.args[0]}") from exc
     except TypeError as exc:
-        raise UserError(f"model {config.model} with store dims {dims}: {exc}") from exc
+        raise UserError(f"model {config.model.to_dict()} with store dims {dims}: {exc}") from exc
 
 
 def loss_spec(config: TrainConfig, data: TrainData) -> dict[str, Any]:
-    """The loss spec with BCE positive weights from the training labels unless given."""
-    spec = dict(config.loss)
-    if spec.get("name") == "bce" and "pos_weight" not in spec:
+    """The loss spec `{"name": ..., fields...}` for the loss factory, with BCE positive weights
+    from imbalance.pos_weight (the training labels) unless loss.pos_weight gives them."""
+    spec = config.loss.to_dict()
+    if spec["name"] == "bce" and spec.get("pos_weight") is None:
         spec["pos_weight"] = data.pos_weight
     return spec
 

@@ -1,4 +1,7 @@
-"""Multi-label AU losses behind one registry: `build_loss({"name": ..., **kwargs})`.
+"""Multi-label AU losses behind one registry: `build_loss({"name": ..., **fields})`.
+
+Every loss is registered with its config dataclass (`@register_loss("asl", ASLConfig)`) and is
+constructed as `Loss(config)`.
 
 Every loss is called as `loss_fn(logits (B, T, n_aus), labels (B, T, n_aus), mask (B, T) | None)`
 and averages over the valid entries only: labels of -1 (not annotated) and frames with mask
@@ -16,30 +19,84 @@ gradient path, so a batch of unlabelled frames does not break the step.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-LOSS_REGISTRY: dict[str, Callable[..., nn.Module]] = {}
+from train.config import SpecConfig, set_spec_name, spec_from_dict
 
 
-def register_loss(name: str) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
-    def wrap(factory: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-        LOSS_REGISTRY[name] = factory
-        return factory
+@dataclass
+class LossConfig(SpecConfig):
+    """Base of every loss's config."""
+
+
+@dataclass
+class BCEConfig(LossConfig):
+    """bce: binary cross-entropy with logits."""
+
+    # positive weight per AU (12 numbers); null: from imbalance.pos_weight (the trainer's).
+    pos_weight: list[float] | None = None
+
+
+@dataclass
+class ASLConfig(LossConfig):
+    """asl: the asymmetric loss."""
+
+    # focusing exponent on positives.
+    gamma_pos: float = 0.0
+    # focusing exponent on negatives.
+    gamma_neg: float = 4.0
+    # probability shift of the negatives (p_m = max(p - clip, 0); 0: none).
+    clip: float = 0.05
+    # floor inside the log of the shifted negatives.
+    eps: float = 1e-8
+
+
+@dataclass
+class FocalConfig(LossConfig):
+    """focal: the focal loss."""
+
+    # focusing exponent (0: BCE).
+    gamma: float = 2.0
+    # weight of positives (negatives: 1 - alpha); null: no class balancing.
+    alpha: float | None = None
+
+
+class LossEntry(NamedTuple):
+    loss: type[nn.Module]  # constructed as loss(config)
+    config: type[LossConfig]
+
+
+LOSS_REGISTRY: dict[str, LossEntry] = {}
+
+
+def register_loss(name: str, config: type[LossConfig]) -> Callable[[type], type]:
+    """`@register_loss("asl", ASLConfig)` on a loss class built as `cls(config)`."""
+
+    def wrap(cls: type[nn.Module]) -> type[nn.Module]:
+        set_spec_name(config, name)
+        LOSS_REGISTRY[name] = LossEntry(cls, config)
+        return cls
 
     return wrap
 
 
-def build_loss(spec: dict[str, Any] | str) -> nn.Module:
-    """Build `spec["name"]` with the other keys as keyword arguments (a bare name also works)."""
-    spec = {"name": spec} if isinstance(spec, str) else dict(spec)
-    name = spec.pop("name")
+def loss_configs() -> dict[str, type[LossConfig]]:
+    """Registered loss name -> its config class."""
+    return {name: entry.config for name, entry in LOSS_REGISTRY.items()}
+
+
+def build_loss(spec: LossConfig | dict[str, Any] | str) -> nn.Module:
+    """Build a loss from its typed config, `{"name": ..., field: value}` (checked) or a name."""
+    spec = {"name": spec} if isinstance(spec, str) else spec
+    name = spec.name if isinstance(spec, LossConfig) else spec["name"]
     if name not in LOSS_REGISTRY:
         raise KeyError(f"unknown loss {name!r}; known: {sorted(LOSS_REGISTRY)}")
-    return LOSS_REGISTRY[name](**spec)
+    return LOSS_REGISTRY[name].loss(spec_from_dict("loss", spec))
 
 
 class MaskedMultiLabelLoss(nn.Module):
@@ -77,13 +134,13 @@ def _pos_weight(pos_weight: Sequence[float] | None) -> torch.Tensor | None:
     return torch.as_tensor(pos_weight, dtype=torch.float32)
 
 
-@register_loss("bce")
+@register_loss("bce", BCEConfig)
 class BCELoss(MaskedMultiLabelLoss):
     """Binary cross-entropy; pos_weight (n_aus,) scales the positive term per AU."""
 
-    def __init__(self, pos_weight: Sequence[float] | None = None):
+    def __init__(self, cfg: BCEConfig):
         super().__init__()
-        pw = _pos_weight(pos_weight)
+        pw = _pos_weight(cfg.pos_weight)
         self.register_buffer("pos_weight", pw if pw is not None else torch.empty(0))
 
     def elementwise(self, logits, target):
@@ -91,16 +148,19 @@ class BCELoss(MaskedMultiLabelLoss):
         return F.binary_cross_entropy_with_logits(logits, target, pos_weight=pw, reduction="none")
 
 
-@register_loss("asl")
+@register_loss("asl", ASLConfig)
 class AsymmetricLoss(MaskedMultiLabelLoss):
     """Asymmetric loss:  L+ = (1-p)^gamma_pos log(p),  L- = p_m^gamma_neg log(1-p_m),
     p_m = max(p - clip, 0);  loss = -(y L+ + (1-y) L-).  At gammas 0 and clip 0 it is BCE."""
 
-    def __init__(
-        self, gamma_pos: float = 0.0, gamma_neg: float = 4.0, clip: float = 0.05, eps: float = 1e-8
-    ):
+    def __init__(self, cfg: ASLConfig):
         super().__init__()
-        self.gamma_pos, self.gamma_neg, self.clip, self.eps = gamma_pos, gamma_neg, clip, eps
+        self.gamma_pos, self.gamma_neg, self.clip, self.eps = (
+            cfg.gamma_pos,
+            cfg.gamma_neg,
+            cfg.clip,
+            cfg.eps,
+        )
 
     def elementwise(self, logits, target):
         p = torch.sigmoid(logits)
@@ -115,13 +175,13 @@ class AsymmetricLoss(MaskedMultiLabelLoss):
         return -(target * pos + (1 - target) * neg)
 
 
-@register_loss("focal")
+@register_loss("focal", FocalConfig)
 class FocalLoss(MaskedMultiLabelLoss):
     """Focal loss: -alpha_t (1 - p_t)^gamma log(p_t); alpha None = no class balancing."""
 
-    def __init__(self, gamma: float = 2.0, alpha: float | None = None):
+    def __init__(self, cfg: FocalConfig):
         super().__init__()
-        self.gamma, self.alpha = gamma, alpha
+        self.gamma, self.alpha = cfg.gamma, cfg.alpha
 
     def elementwise(self, logits, target):
         ce = F.binary_cross_entropy_with_logits(logits, target, reduction="none")

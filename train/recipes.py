@@ -10,7 +10,14 @@ import copy
 import json
 from typing import Any
 
-from train.config import TrainConfig, apply_overrides, from_dict
+from train.config import (
+    SPEC_SECTIONS,
+    TrainConfig,
+    apply_overrides,
+    from_dict,
+    spec_classes,
+    spec_fields,
+)
 
 _DINO_WAVLM = {
     "cls": "visual/dinov2/cls",
@@ -116,5 +123,24 @@ def resolve(
 
 
 def describe(name: str) -> str:
-    """The fully resolved recipe as JSON, for `auwild-train recipes NAME`."""
+    """The fully resolved recipe as JSON, for `auwild-train recipes NAME` (the model and loss
+    with every field of their configs, defaults included)."""
     return json.dumps(resolve(name).to_dict(), indent=2, sort_keys=True)
+
+
+def describe_fields(name: str) -> str:
+    """The fields of registered model or loss `name` (type and default), one per line, for
+    `auwild-train recipes --fields NAME`; KeyError naming the known ones otherwise."""
+    from data_manifest.user_error import did_you_mean
+
+    for section in SPEC_SECTIONS:
+        if name in spec_classes(section):
+            lines = [f"{section} {name}:"]
+            for key, kind, default, comment in spec_fields(section, name):
+                shown = json.dumps(list(default) if isinstance(default, tuple) else default)
+                lines.append(f"  {section}.{key} = {shown}  ({kind})")
+                lines += [f"      {comment}"] if comment else []
+            return "\n".join(lines)
+    known = sorted(n for section in SPEC_SECTIONS for n in spec_classes(section))
+    hint = did_you_mean(name, known) or ";"
+    raise KeyError(f"unknown model or loss {name!r}{hint} known: {', '.join(known)}")

@@ -1,6 +1,9 @@
 """Models over stored features, behind one registry and one contract.
 
-Every model is an `nn.Module` built by `build_model(spec, dims)` and called as
+Every model is registered with its config dataclass (`@register_model("name", NameConfig)`, the
+config a `ModelConfig` with one commented field per setting) and is constructed as
+`Model(config, dims)`. `build_model(spec, dims)` takes that config, or the flat dict
+`{"name": ..., field: value}` of recipes and config.json. Every model is called as
 `model(batch) -> logits (B, T, n_aus)`, split like timm into
 `forward_features(batch) -> (B, T, F)` and `forward_head(features) -> (B, T, n_aus)`.
 `model.required_inputs` is the set of batch keys it reads (masks below are always optional).
@@ -24,29 +27,56 @@ recipe reads them):
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 from torch import nn
 
-MODEL_REGISTRY: dict[str, Callable[..., nn.Module]] = {}
+from train.config import SpecConfig, set_spec_name, spec_from_dict
 
 
-def register_model(name: str) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
-    def wrap(factory: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-        MODEL_REGISTRY[name] = factory
-        return factory
+@dataclass
+class ModelConfig(SpecConfig):
+    """Base of every model's config: the MLP head every model ends in (heads.py)."""
+
+    # hidden width of the MLP head.
+    hidden: int = 512
+    # dropout of the MLP head (fusion_tcn: also of its fusion and TCN).
+    dropout: float = 0.1
+
+
+class ModelEntry(NamedTuple):
+    model: type[nn.Module]  # constructed as model(config, dims)
+    config: type[ModelConfig]
+
+
+MODEL_REGISTRY: dict[str, ModelEntry] = {}
+
+
+def register_model(name: str, config: type[ModelConfig]) -> Callable[[type], type]:
+    """`@register_model("hga_mlp", HGAMLPConfig)` on a model class built as `cls(config, dims)`."""
+
+    def wrap(cls: type[nn.Module]) -> type[nn.Module]:
+        set_spec_name(config, name)
+        MODEL_REGISTRY[name] = ModelEntry(cls, config)
+        return cls
 
     return wrap
 
 
-def build_model(spec: dict[str, Any], dims: dict[str, Any]) -> nn.Module:
-    """Build `spec["name"]` with the remaining keys of `spec` as keyword arguments."""
+def model_configs() -> dict[str, type[ModelConfig]]:
+    """Registered model name -> its config class."""
     _import_all()
-    spec = dict(spec)
-    name = spec.pop("name")
+    return {name: entry.config for name, entry in MODEL_REGISTRY.items()}
+
+
+def build_model(spec: ModelConfig | dict[str, Any], dims: dict[str, Any]) -> nn.Module:
+    """Build a model from its typed config, or from `{"name": ..., field: value}` (checked)."""
+    _import_all()
+    name = spec.name if isinstance(spec, ModelConfig) else spec["name"]
     if name not in MODEL_REGISTRY:
         raise KeyError(f"unknown model {name!r}; known: {sorted(MODEL_REGISTRY)}")
-    return MODEL_REGISTRY[name](dims=dims, **spec)
+    return MODEL_REGISTRY[name].model(spec_from_dict("model", spec), dims)
 
 
 def _import_all() -> None:

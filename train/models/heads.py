@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
-from train.models import register_model
+from train.models import ModelConfig, register_model
 from train.models.missing import fill_invalid
 
 
@@ -40,20 +41,22 @@ class FeaturesHeadModel(nn.Module):
         return self.forward_head(self.forward_features(batch))
 
 
-@register_model("frame_mlp")
+@dataclass
+class FrameMLPConfig(ModelConfig):
+    """frame_mlp: each frame's CLS feature (and audio) through the MLP head."""
+
+    # append the audio features to each frame's CLS feature.
+    use_audio: bool = False
+
+
+@register_model("frame_mlp", FrameMLPConfig)
 class FrameMLP(FeaturesHeadModel):
     """The baseline: each frame's CLS feature (optionally with audio) through an MLP, no time
     context. Frames without audio (audio_valid False) take a learned no-audio vector."""
 
-    def __init__(
-        self,
-        *,
-        dims: dict[str, Any],
-        hidden: int = 512,
-        dropout: float = 0.1,
-        use_audio: bool = False,
-    ):
+    def __init__(self, cfg: FrameMLPConfig, dims: dict[str, Any]):
         super().__init__()
+        use_audio, hidden, dropout = cfg.use_audio, cfg.hidden, cfg.dropout
         self.use_audio = use_audio
         self.required_inputs = {"cls", "audio"} if use_audio else {"cls"}
         in_dim = dims["cls"] + (dims["audio"] if use_audio else 0)

@@ -15,12 +15,14 @@ so garbage of empty crops or silent tracks never reaches the head (missing.py).
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
-from train.models import register_model
+from train.config import choice
+from train.models import ModelConfig, register_model
 from train.models.ag_ssm import AGSSMBlock
 from train.models.audio_views import AudioLocalViews
 from train.models.fusion import MultiScaleFusion
@@ -28,9 +30,61 @@ from train.models.heads import FeaturesHeadModel, MLPHead
 from train.models.hga import HGA, roi_pool
 from train.models.local_views import LocalViews
 from train.models.missing import fill_invalid
+from train.models.scan import SCAN_IMPLS
 from train.models.tcn import TCN
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class HGAConfig(ModelConfig):
+    """The per-frame HGA encoder shared by the HGA systems (hga.py), and what is appended to it."""
+
+    # HGA width (hga_agssm: also the AG-SSM width).
+    d_model: int = 128
+    # attention heads of every HGA layer.
+    heads: int = 4
+    # HGA cross-attention layers over the patch and ROI tokens.
+    hga_layers: int = 1
+    # ROI sample points per side (samples x samples per region).
+    samples: int = 2
+    # "mean" over the AU query outputs (d_model per frame) or "flat" (12 * d_model).
+    pool: str = choice("mean", ("mean", "flat"))
+    # append the CLS feature to each frame's HGA features.
+    use_cls: bool = False
+    # append the audio features to each frame's visual features.
+    use_audio: bool = False
+
+
+@dataclass
+class HGAMLPConfig(HGAConfig):
+    """hga_mlp: the per-frame HGA encoder and the MLP head, nothing over time."""
+
+
+@dataclass
+class HGAAGSSMConfig(HGAConfig):
+    """hga_agssm: the per-frame HGA encoder, AG-SSM layers over time, the MLP head."""
+
+    # append the audio features to each frame's visual features (as hga_mlp's use_audio).
+    use_audio: bool = True
+    # AG-SSM blocks.
+    n_layers: int = 2
+    # SSM state size per channel.
+    d_state: int = 16
+    # inner width of each block as a multiple of d_model.
+    expand: int = 2
+    # kernel of the depthwise convolution over frames before the scan.
+    d_conv: int = 4
+    # pad that convolution on the left only (else centred); the scans keep their directions.
+    causal: bool = False
+    # audio steers the selection (False: a plain Mamba whose selection sees only the visual stream).
+    guided: bool = True
+    # the read-out C sees the audio too (else C comes from the visual stream only).
+    guide_c: bool = True
+    # a backward scan beside the forward one.
+    bidirectional: bool = True
+    # selective-scan implementation (scan.py); "auto": cuda or fused by device (AUWILD_SCAN_IMPL).
+    scan_impl: str = choice("auto", ("auto", *SCAN_IMPLS))
 
 
 class _FrameHGA(nn.Module):
@@ -39,9 +93,19 @@ class _FrameHGA(nn.Module):
     visual part (their audio stays); frames without audio the learned no-audio vector in place
     of their audio part."""
 
-    def __init__(self, dims: dict[str, Any], use_cls: bool, use_audio: bool, **hga_kw: Any):
+    def __init__(self, cfg: HGAConfig, dims: dict[str, Any]):
         super().__init__()
-        self.hga = HGA(dims["patch"], dims["n_rois"], **hga_kw)
+        self.hga = HGA(
+            dims["patch"],
+            dims["n_rois"],
+            d_model=cfg.d_model,
+            heads=cfg.heads,
+            layers=cfg.hga_layers,
+            samples=cfg.samples,
+            pool=cfg.pool,
+            dropout=0.0,
+        )
+        use_cls, use_audio = cfg.use_cls, cfg.use_audio
         self.use_cls, self.use_audio = use_cls, use_audio
         visual_dim = self.hga.out_dim + (dims["cls"] if use_cls else 0)
         self.no_face = nn.Parameter(torch.zeros(visual_dim))
@@ -63,110 +127,57 @@ class _FrameHGA(nn.Module):
         return x
 
 
-def _hga_kwargs(
-    d_model: int, heads: int, hga_layers: int, samples: int, pool: str, dropout: float
-) -> dict[str, Any]:
-    return dict(
-        d_model=d_model, heads=heads, layers=hga_layers, samples=samples, pool=pool, dropout=dropout
-    )
-
-
-@register_model("hga_mlp")
+@register_model("hga_mlp", HGAMLPConfig)
 class HGAMLP(FeaturesHeadModel):
-    """HGA spatial encoder per frame, optionally concatenated with audio, then an MLP head.
+    """HGA spatial encoder per frame, optionally concatenated with CLS and audio, then an MLP
+    head (settings: HGAMLPConfig)."""
 
-    kwargs: d_model (HGA width), heads, hga_layers, samples (ROI sample points per side),
-    pool ("mean" | "flat"), use_cls (append CLS), use_audio, hidden, dropout.
-    """
-
-    def __init__(
-        self,
-        *,
-        dims: dict[str, Any],
-        d_model: int = 128,
-        heads: int = 4,
-        hga_layers: int = 1,
-        samples: int = 2,
-        pool: str = "mean",
-        use_cls: bool = False,
-        use_audio: bool = False,
-        hidden: int = 512,
-        dropout: float = 0.1,
-    ):
+    def __init__(self, cfg: HGAMLPConfig, dims: dict[str, Any]):
         super().__init__()
-        self.frames = _FrameHGA(
-            dims, use_cls, use_audio, **_hga_kwargs(d_model, heads, hga_layers, samples, pool, 0.0)
-        )
+        self.frames = _FrameHGA(cfg, dims)
         self.required_inputs = set(self.frames.required_inputs)
         self.norm = nn.LayerNorm(self.frames.out_dim)
-        self.head = MLPHead(self.frames.out_dim, dims.get("n_aus", 12), hidden, dropout)
+        self.head = MLPHead(self.frames.out_dim, dims.get("n_aus", 12), cfg.hidden, cfg.dropout)
 
     def forward_features(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return self.norm(self.frames(batch))  # (B, T, F)
 
 
-@register_model("hga_agssm")
+@register_model("hga_agssm", HGAAGSSMConfig)
 class HGAAGSSM(FeaturesHeadModel):
-    """HGA per frame, then n bidirectional AG-SSM layers over time guided by audio, MLP head.
+    """HGA per frame, then n bidirectional AG-SSM layers over time guided by audio, MLP head
+    (settings: HGAAGSSMConfig).
 
     Audio reaches the sequence two ways: concatenated to each frame's HGA features before the
     input projection (use_audio, as in hga_mlp, so the +AG-SSM row keeps what +HGA had), and
     through the selection of every AG-SSM layer (guided). The guidance alone only modulates what
     the visual state keeps; it cannot carry what the audio says about the mouth by itself.
-
-    kwargs: d_model, heads, hga_layers, samples, pool, use_cls, use_audio (as hga_mlp);
-    n_layers (AG-SSM blocks), d_state, expand, d_conv, causal, guided (False: plain Mamba whose
-    selection sees only the visual stream), guide_c, bidirectional, scan_impl; hidden, dropout.
     """
 
-    def __init__(
-        self,
-        *,
-        dims: dict[str, Any],
-        d_model: int = 128,
-        heads: int = 4,
-        hga_layers: int = 1,
-        samples: int = 2,
-        pool: str = "mean",
-        use_cls: bool = False,
-        use_audio: bool = True,
-        n_layers: int = 2,
-        d_state: int = 16,
-        expand: int = 2,
-        d_conv: int = 4,
-        causal: bool = False,
-        guided: bool = True,
-        guide_c: bool = True,
-        bidirectional: bool = True,
-        scan_impl: str = "auto",
-        hidden: int = 512,
-        dropout: float = 0.1,
-    ):
+    def __init__(self, cfg: HGAAGSSMConfig, dims: dict[str, Any]):
         super().__init__()
-        self.frames = _FrameHGA(
-            dims, use_cls, use_audio, **_hga_kwargs(d_model, heads, hga_layers, samples, pool, 0.0)
-        )
-        self.guided = guided
+        self.frames = _FrameHGA(cfg, dims)
+        self.guided = cfg.guided
         self.in_norm = nn.LayerNorm(self.frames.out_dim)
-        self.in_proj = nn.Linear(self.frames.out_dim, d_model)
+        self.in_proj = nn.Linear(self.frames.out_dim, cfg.d_model)
         self.layers = nn.ModuleList(
             AGSSMBlock(
-                d_model,
-                d_audio=dims.get("audio", 0) if guided else 0,
-                d_state=d_state,
-                expand=expand,
-                d_conv=d_conv,
-                causal=causal,
-                guided=guided,
-                guide_c=guide_c,
-                bidirectional=bidirectional,
-                scan_impl=scan_impl,
+                cfg.d_model,
+                d_audio=dims.get("audio", 0) if cfg.guided else 0,
+                d_state=cfg.d_state,
+                expand=cfg.expand,
+                d_conv=cfg.d_conv,
+                causal=cfg.causal,
+                guided=cfg.guided,
+                guide_c=cfg.guide_c,
+                bidirectional=cfg.bidirectional,
+                scan_impl=cfg.scan_impl,
             )
-            for _ in range(n_layers)
+            for _ in range(cfg.n_layers)
         )
-        self.norm = nn.LayerNorm(d_model)
-        self.required_inputs = self.frames.required_inputs | ({"audio"} if guided else set())
-        self.head = MLPHead(d_model, dims.get("n_aus", 12), hidden, dropout)
+        self.norm = nn.LayerNorm(cfg.d_model)
+        self.required_inputs = self.frames.required_inputs | ({"audio"} if cfg.guided else set())
+        self.head = MLPHead(cfg.d_model, dims.get("n_aus", 12), cfg.hidden, cfg.dropout)
 
     def forward_features(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         x = self.in_proj(self.in_norm(self.frames(batch)))  # (B, T, d)
@@ -179,7 +190,42 @@ class HGAAGSSM(FeaturesHeadModel):
 LOCAL_MODES = (None, "views", "patch", "rois")
 
 
-@register_model("fusion_tcn")
+@dataclass
+class FusionTCNConfig(ModelConfig):
+    """fusion_tcn (ABAW8): global and local visual views and audio, multi-scale fusion, TCN."""
+
+    # local visual view: "views" (the store's local views), "patch" / "rois" (from the patch
+    # tokens), null (global view only).
+    local: str | None = choice("views", LOCAL_MODES)
+    # local views drawn at random per training window (eval: the mean of all).
+    local_views: int = 1
+    # fuse the audio features.
+    use_audio: bool = True
+    # training: random audio time crop to at least this fraction of the window.
+    audio_crop: float = 0.75
+    # training: frequency bands zeroed per window.
+    freq_masks: int = 2
+    # training: each band at most this fraction of the audio channels.
+    freq_width: float = 0.1
+    # fusion width.
+    d_model: int = 256
+    # fusion window sizes in frames.
+    windows: tuple[int, ...] = (8, 16, 32)
+    # attention heads of the fusion.
+    heads: int = 4
+    # cross-modal attention beside self-attention in the fusion.
+    cross: bool = True
+    # per-segment window choice: "soft" (weighted) or "hard" (one window).
+    select: str = choice("soft", ("soft", "hard"))
+    # TCN channels per level.
+    tcn_channels: tuple[int, ...] = (256, 256, 256)
+    # TCN kernel size.
+    kernel: int = 3
+    # causal TCN (the fusion's windows stay centred).
+    causal: bool = True
+
+
+@register_model("fusion_tcn", FusionTCNConfig)
 class FusionTCN(FeaturesHeadModel):
     """ABAW8: visual global view, local views and audio -> multi-scale fusion -> TCN -> MLP 512.
 
@@ -198,33 +244,13 @@ class FusionTCN(FeaturesHeadModel):
     at 30 fps. `causal` is the TCN's: the fusion's windows are centred (max(windows) // 2 frames
     ahead) and the window choice reads the whole segment, so the system is not an online one.
 
-    kwargs: local, local_views, use_audio, audio_crop, freq_masks, freq_width, d_model,
-    windows, heads, cross, select, tcn_channels, kernel, causal, hidden (512), dropout.
-    Set `model.generator` (a CPU torch.Generator) to draw the training views from it.
+    Settings: FusionTCNConfig. Set `model.generator` (a CPU torch.Generator) to draw the
+    training views from it.
     """
 
-    def __init__(
-        self,
-        *,
-        dims: dict[str, Any],
-        local: str | None = "views",
-        local_views: int = 1,
-        use_audio: bool = True,
-        audio_crop: float = 0.75,
-        freq_masks: int = 2,
-        freq_width: float = 0.1,
-        d_model: int = 256,
-        windows: tuple[int, ...] | list[int] = (8, 16, 32),
-        heads: int = 4,
-        cross: bool = True,
-        select: str = "soft",
-        tcn_channels: tuple[int, ...] | list[int] = (256, 256, 256),
-        kernel: int = 3,
-        causal: bool = True,
-        hidden: int = 512,
-        dropout: float = 0.1,
-    ):
+    def __init__(self, cfg: FusionTCNConfig, dims: dict[str, Any]):
         super().__init__()
+        local, use_audio, d_model, dropout = cfg.local, cfg.use_audio, cfg.d_model, cfg.dropout
         if local not in LOCAL_MODES:
             raise ValueError(f"fusion_tcn local must be one of {LOCAL_MODES}, got {local!r}")
         if local == "views" and "local" not in dims:
@@ -241,21 +267,23 @@ class FusionTCN(FeaturesHeadModel):
         if local == "views":
             mods["local"] = dims["local"]
             self.required_inputs |= {"local"}
-            self.local_views = LocalViews(local_views)
+            self.local_views = LocalViews(cfg.local_views)
         elif local is not None:
             mods["local"] = dims["patch"]
             self.required_inputs |= {"patch"} | ({"rois"} if local == "rois" else set())
         if use_audio:
             mods["audio"] = dims["audio"]
             self.required_inputs |= {"audio"}
-            self.audio_views = AudioLocalViews(audio_crop, freq_masks, freq_width)
-        self.fusion = MultiScaleFusion(mods, d_model, windows, heads, dropout, cross, select)
+            self.audio_views = AudioLocalViews(cfg.audio_crop, cfg.freq_masks, cfg.freq_width)
+        self.fusion = MultiScaleFusion(
+            mods, d_model, cfg.windows, cfg.heads, dropout, cfg.cross, cfg.select
+        )
         # Learned stand-ins: visual inputs of frames without a face, audio where it is missing.
         self.missing = nn.ParameterDict(
             {m: nn.Parameter(torch.zeros(dm)) for m, dm in mods.items()}
         )
-        self.tcn = TCN(d_model, tcn_channels, kernel, causal, dropout)
-        self.head = MLPHead(self.tcn.out_dim, dims.get("n_aus", 12), hidden, dropout)
+        self.tcn = TCN(d_model, cfg.tcn_channels, cfg.kernel, cfg.causal, dropout)
+        self.head = MLPHead(self.tcn.out_dim, dims.get("n_aus", 12), cfg.hidden, cfg.dropout)
 
     def _local(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         if self.local == "views":
