@@ -67,6 +67,9 @@ class Skipped:
     video: Path
     why: str
 
+    def __post_init__(self) -> None:
+        self.why = self.why.removeprefix(f"{self.video}: ")  # the line names the video once
+
 
 @dataclass
 class VideoSummary:
@@ -269,8 +272,10 @@ def extract_config(
             f"{run}: cannot read the extraction settings from the run's store {store!r} ({exc})"
         ) from exc
     if not recorded:
-        raise UserError(f"{store}: the store records no extraction settings (not written by "
-                        "auwild-extract run); videos cannot be extracted like it")  # fmt: skip
+        raise UserError(
+            f"{store}: the store records no extraction settings (not written by auwild-extract "
+            "run); videos cannot be extracted like it"
+        )
     names = {
         "visual": [g.split("/", 1)[1] for g in groups if g.startswith("visual/")],
         "audio": [g.split("/", 1)[1] for g in groups if g.startswith("audio/")],
@@ -411,13 +416,14 @@ def predict_videos(
             job = run_extraction(usable, store, cfg, progress=progress, models=ModelCache(cfg))
             for failure in job.failed:
                 v = by_track.get(failure.track, Path(failure.track))
-                summary.skipped.append(Skipped(v, f"extraction failed at {failure.stage}: {failure.error}"))  # fmt: skip
+                why = f"extraction failed at {failure.stage}: {failure.error}"
+                summary.skipped.append(Skipped(v, why))
             for tid, holder in job.leased:
                 summary.skipped.append(Skipped(by_track[tid], f"being written by {holder}"))
             done = [t for t in usable["track_id"] if t in set(job.done) | set(job.skipped)]
         if done:
-            _predict_and_write(run, store, str(man_path), done, by_track, out, which, device,
-                               summary, timeline)  # fmt: skip
+            paths = (store, str(man_path))
+            _predict_and_write(run, *paths, done, by_track, out, which, device, summary, timeline)
         if keep_store and done:
             from extract.store.consolidate import consolidate_store
 
@@ -428,20 +434,41 @@ def predict_videos(
 
 
 def _predict_and_write(run, store, manifest, done, by_track, out, which, device, summary, draw):
+    """Predict the extracted tracks `done` (all at once; one at a time if that fails, so a
+    failing video costs only itself) and write each one's CSV and timeline."""
     from train import tracks as T
     from train.predict import predict_split
 
-    preds = predict_split(run, SPLIT, store, manifest, which, device, done)
+    try:
+        batches = [predict_split(run, SPLIT, store, manifest, which, device, done)]
+    except UserError:
+        raise
+    except Exception as exc:
+        log.warning("predicting %d videos at once failed (%s); one at a time", len(done), exc)
+        batches = []
+        for tid in done:
+            try:
+                batches.append(predict_split(run, SPLIT, store, manifest, which, device, [tid]))
+            except Exception as exc:  # this video only
+                summary.skipped.append(Skipped(by_track[tid], f"prediction failed: {exc}"))
     reader = T.open_store(store)
     thresholds = _thresholds(run, which)
-    for tid in preds.order:
-        track = preds.tracks[tid]
-        probs, binary = preds.probs[tid], preds.binary[tid]  # (T, A) each
-        times = reader.read(tid, "time")  # (T,) s
-        table = openface_frame(times, track.face_valid, probs, binary)
-        csv_path, png_path = out / f"{tid}.csv", out / f"{tid}.png"
-        write_csv(csv_path, table)
-        write_atomic(png_path, draw(by_track[tid].name, probs, binary, None, track.face_valid, thresholds))  # fmt: skip
-        summary.written.append(
-            VideoResult(by_track[tid], csv_path, png_path, len(times), faceless_ranges(track.face_valid))
-        )  # fmt: skip
+    for preds in batches:
+        for tid in preds.order:
+            video = by_track[tid]
+            try:
+                summary.written.append(
+                    _write_video(out, tid, video, preds, reader, thresholds, draw)
+                )
+            except OSError as exc:
+                summary.skipped.append(Skipped(video, f"could not write its outputs: {exc}"))
+
+
+def _write_video(out: Path, tid: str, video: Path, preds, reader, thresholds, draw) -> VideoResult:
+    face = preds.tracks[tid].face_valid  # (T,) bool
+    probs, binary = preds.probs[tid], preds.binary[tid]  # (T, A) each
+    times = reader.read(tid, "time")  # (T,) s, container presentation times
+    csv_path, png_path = out / f"{tid}.csv", out / f"{tid}.png"
+    write_csv(csv_path, openface_frame(times, face, probs, binary))
+    write_atomic(png_path, draw(video.name, probs, binary, None, face, thresholds))
+    return VideoResult(video, csv_path, png_path, len(times), faceless_ranges(face))
