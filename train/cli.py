@@ -124,6 +124,7 @@ def cmd_predict_video(args: argparse.Namespace) -> int:
         models_dir=args.models_dir,
         visual=parse_encoder_list(",".join(args.visual or []), needs_source=set()),
         audio=parse_encoder_list(",".join(args.audio or []), needs_source=set()),
+        store=args.store,
         progress=not args.no_progress,
     )
     print("\n".join(summary.lines()))
@@ -289,6 +290,9 @@ def build_parser() -> argparse.ArgumentParser:
             metavar="NAME=PATH",
             help=f"{kind} encoder model to use instead of the one the store names (repeatable)",
         )
+    add_store(
+        p, required=False, help="RUN's store, for its extraction settings (default: RUN's own)"
+    )
     _add_which(p)
     add_progress(p)
     add_device(p, "torch device for the encoders and the model")

@@ -246,12 +246,14 @@ def extract_config(
     models_dir: str | None = None,
     visual: dict[str, str | None] | None = None,
     audio: dict[str, str | None] | None = None,
+    store: str | None = None,
 ):
     """The ExtractConfig that writes the arrays RUN's model reads with the settings of RUN's
     store, and checks that its fingerprint fields are the ones the model was trained on.
 
     `visual` / `audio`: {encoder: model source} replacing the recorded sources; `models_dir`:
-    where to look for recorded model folders that moved (by folder name)."""
+    where to look for recorded model folders that moved (by folder name); `store`: RUN's store
+    when it is no longer where RUN says."""
     from extract.job.config import ExtractConfig
     from extract.job.group_fields import group_fields
     from extract.store.fingerprint import describe_diff, group_entry
@@ -262,7 +264,7 @@ def extract_config(
     groups = needed_groups(meta)
     saved_fp = meta.get("store_fingerprints") or {}
     saved_fields = meta.get("store_fields") or {}
-    store = info.get("store", "")
+    store = store or info.get("store", "")
     try:
         from extract.store import StoreReader
 
@@ -383,6 +385,7 @@ def predict_videos(
     models_dir: str | None = None,
     visual: dict[str, str | None] | None = None,
     audio: dict[str, str | None] | None = None,
+    store: str | None = None,
     progress: bool = True,
 ) -> VideoSummary:
     """Extract, predict and write DIR/<stem>.csv and .png for a video or a folder of videos."""
@@ -391,7 +394,7 @@ def predict_videos(
     from train.report_figures import timeline
 
     videos = list_videos(video)
-    cfg = extract_config(run, which, device, models_dir, visual, audio)
+    cfg = extract_config(run, which, device, models_dir, visual, audio, store)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     summary = VideoSummary()
@@ -402,7 +405,7 @@ def predict_videos(
         log.error("%s skipped: %s", by_track[row["track_id"]], row["error"])
     usable = manifest[manifest["status"] == "ok"].reset_index(drop=True)
     with tempfile.TemporaryDirectory(prefix="auwild-predict-video-") as tmp:
-        store = keep_store or str(Path(tmp) / "features.zarr")
+        target = keep_store or str(Path(tmp) / "features.zarr")
         man_path = (
             Path(str(keep_store).rstrip("/")).with_suffix(".manifest.parquet")
             if keep_store
@@ -410,10 +413,7 @@ def predict_videos(
         )
         done: list[str] = []
         if len(usable):
-            from data_manifest.manifest import write_manifest
-
-            write_manifest(usable, man_path)
-            job = run_extraction(usable, store, cfg, progress=progress, models=ModelCache(cfg))
+            job = run_extraction(usable, target, cfg, progress=progress, models=ModelCache(cfg))
             for failure in job.failed:
                 v = by_track.get(failure.track, Path(failure.track))
                 why = f"extraction failed at {failure.stage}: {failure.error}"
@@ -421,14 +421,17 @@ def predict_videos(
             for tid, holder in job.leased:
                 summary.skipped.append(Skipped(by_track[tid], f"being written by {holder}"))
             done = [t for t in usable["track_id"] if t in set(job.done) | set(job.skipped)]
-        if done:
-            paths = (store, str(man_path))
+        if done:  # the manifest of what the store holds: `auwild-train predict` reads it too
+            from data_manifest.manifest import write_manifest
+
+            write_manifest(usable[usable["track_id"].isin(done)], man_path)
+            paths = (target, str(man_path))
             _predict_and_write(run, *paths, done, by_track, out, which, device, summary, timeline)
         if keep_store and done:
             from extract.store.consolidate import consolidate_store
 
-            consolidate_store(store)
-            summary.store, summary.manifest = store, str(man_path)
+            consolidate_store(target)
+            summary.store, summary.manifest = target, str(man_path)
     summary.skipped.sort(key=lambda s: str(s.video))
     return summary
 

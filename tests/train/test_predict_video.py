@@ -94,14 +94,17 @@ def test_csv_equals_predict_split_of_the_manifest_path(world, tmp_path, capsys, 
     assert "1 video(s) written, 0 skipped" in said
 
 
-def test_folder_with_a_broken_file_skips_it_and_keeps_the_store(world, tmp_path, capsys):
+def test_folder_with_broken_files_skips_them_and_keeps_the_store(world, tmp_path, capsys):
     folder = tmp_path / "videos"
     folder.mkdir()
     good = sorted((world["data"] / "videos").rglob("*.mp4"))[:2]
     for v in good:
         shutil.copy(v, folder / v.name)
     data = good[0].read_bytes()
-    (folder / "broken.mp4").write_bytes(data[: len(data) // 3])  # a truncated copy
+    (folder / "broken.mp4").write_bytes(data[: len(data) // 3])  # truncated: cannot be probed
+    zeroed = bytearray(data)  # probes (the index at the end is kept), fails to decode
+    zeroed[len(data) // 20 : len(data) * 19 // 20] = bytes(len(data) * 19 // 20 - len(data) // 20)
+    (folder / "zeroed.mp4").write_bytes(bytes(zeroed))
     (folder / "notes.txt").write_text("not a video\n")  # not a video suffix: not listed
     out, store = tmp_path / "out", tmp_path / "kept.zarr"
     args = ["predict-video", str(world["run"]), "--video", str(folder), "--out", str(out),
@@ -112,8 +115,9 @@ def test_folder_with_a_broken_file_skips_it_and_keeps_the_store(world, tmp_path,
         [f"{v.stem}.csv" for v in good] + [f"{v.stem}.png" for v in good]
     )
     skipped = [ln for ln in said.splitlines() if ln.startswith("SKIPPED")]
-    assert len(skipped) == 1 and "broken.mp4" in skipped[0], said
-    assert "2 video(s) written, 1 skipped" in said
+    assert len(skipped) == 2 and "broken.mp4" in skipped[0], said
+    assert "zeroed.mp4: extraction failed at decode" in skipped[1], said
+    assert "2 video(s) written, 2 skipped" in said
     for v in good:
         assert len(pd.read_csv(out / f"{v.stem}.csv")) == len(video_frame_times(v))
     from extract.store import StoreReader
@@ -121,6 +125,13 @@ def test_folder_with_a_broken_file_skips_it_and_keeps_the_store(world, tmp_path,
     assert sorted(StoreReader(str(store)).tracks()) == sorted(v.stem for v in good)
     kept = pd.read_parquet(tmp_path / "kept.manifest.parquet")
     assert sorted(kept["track_id"]) == sorted(v.stem for v in good)
+    again = ["predict", str(world["run"]), "--store", str(store), "--manifest",
+             str(tmp_path / "kept.manifest.parquet"), "--out", str(tmp_path / "split")]  # fmt: skip
+    assert train_main(again) == 0  # the kept pair is a store and manifest like any other
+    split = pd.read_parquet(tmp_path / "split" / "predictions.parquet")
+    first = pd.read_csv(out / f"{good[0].stem}.csv")
+    mine = split[split["track"] == good[0].stem]
+    np.testing.assert_allclose(mine[[f"prob_{a}" for a in AUS]], first[R_COLUMNS], atol=1e-6)
 
 
 def test_moved_model_folder_is_one_line_and_models_dir_finds_it(world, tmp_path, capsys):
