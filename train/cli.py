@@ -295,7 +295,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_which(p)
     add_progress(p)
-    add_device(p, "torch device for the encoders and the model")
+    add_device(p, "torch device for the encoders and the model (auto prefers the store's kind)")
     p.set_defaults(func=cmd_predict_video)
 
     p = add_command(sub, "report", "one self-contained HTML page: RUN/report.html (val)")

@@ -87,6 +87,7 @@ class VideoSummary:
         for r in self.written:
             faces = r.n_frames - sum(b - a + 1 for a, b in r.no_face)
             where = f"; no face in frames {format_ranges(r.no_face)}" if r.no_face else ""
+            where = "; no face in any frame" if r.no_face and not faces else where
             out.append(
                 f"wrote {r.csv} and {r.png.name}: {r.n_frames} frames, {faces} with a face{where}"
             )

@@ -166,6 +166,19 @@ def test_other_weights_are_refused_with_the_fields_named(world, tmp_path, capsys
     assert "does not read that encoder" in capsys.readouterr().err
 
 
+def test_video_argument_mistakes_are_one_line(world, tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "notes.txt").write_text("x\n")
+    base = ["predict-video", str(world["run"]), "--out", str(tmp_path / "out"), "--video"]
+    assert train_main([*base, str(tmp_path / "empty")]) == 2
+    assert "no video file in" in capsys.readouterr().err
+    assert train_main([*base, str(tmp_path / "missing.mp4")]) == 2
+    assert "no such file or folder" in capsys.readouterr().err
+    assert train_main([*base, str(world["video"]), "--run", str(tmp_path)]) == 2
+    assert "give the run once" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
 @pytest.mark.slow
 def test_real_clip_with_audio(world, tmp_path, capsys):
     """A real MPEG-4 Part 2 clip with 32 kHz AAC: one row per decoded frame, faces said."""
