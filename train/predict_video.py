@@ -77,6 +77,7 @@ class VideoSummary:
     skipped: list[Skipped] = field(default_factory=list)
     store: str | None = None  # the kept store, if any
     manifest: str | None = None  # its manifest, if kept
+    notes: list[str] = field(default_factory=list)  # how these videos went otherwise than RUN's
 
     @property
     def ok(self) -> bool:
@@ -93,6 +94,7 @@ class VideoSummary:
             )
         for s in self.skipped:
             out.append(f"SKIPPED {s.video}: {s.why}")
+        out += [f"NOTE {n}" for n in self.notes]
         out.append(
             f"{len(self.written)} video(s) written, {len(self.skipped)} skipped"
             + (f"; store kept at {self.store} (manifest {self.manifest})" if self.store else "")
@@ -336,6 +338,35 @@ def extract_config(
     return cfg
 
 
+def face_path_note(trained: dict | None, here: dict | None) -> str | None:
+    """A line when the faces of the new videos were found otherwise than those of RUN's tracks.
+
+    `trained` / `here`: the per-track fields of the face group (aligned_input, detector, ...) of
+    a track of RUN's store and of a new video. They are not in the group fingerprint (a store
+    mixes aligned crops and videos), but a model trained on aligned crops meets detector crops
+    here, which users should know when they read the probabilities."""
+    from extract.store.fingerprint import describe_diff
+
+    if not trained or not here:
+        return None
+    diff = describe_diff(trained, here, ("trained", "here"))
+    if not diff:
+        return None
+    aligned = (
+        "RUN's faces came from aligned crops, these from the videos; "
+        if (trained.get("aligned_input") and not here.get("aligned_input"))
+        else ""
+    )
+    return f"faces were found otherwise than in the run's training tracks: {aligned}{diff}"
+
+
+def _face_track_fields(reader, tid: str | None) -> dict | None:
+    if tid is None:
+        return None
+    groups = reader.track_attrs(tid).get("groups") or {}
+    return (groups.get("face") or {}).get("track_fields")
+
+
 # ----------------------------------------------------------------------------- outputs
 
 
@@ -359,10 +390,6 @@ def openface_frame(
 
 def write_csv(path: Path, table: pd.DataFrame) -> None:
     write_text_atomic(path, table.to_csv(index=False, float_format="%.6f"))
-
-
-def read_csv(path: str | Path) -> pd.DataFrame:
-    return pd.read_csv(path)
 
 
 def _thresholds(run: str | Path, which: str) -> np.ndarray:
@@ -393,6 +420,7 @@ def predict_videos(
     from extract.job.models import ModelCache
     from extract.job.runner import run_extraction
     from train.report_figures import timeline
+    from train.run import read_run_info
 
     videos = list_videos(video)
     cfg = extract_config(run, which, device, models_dir, visual, audio, store)
@@ -423,6 +451,10 @@ def predict_videos(
                 summary.skipped.append(Skipped(by_track[tid], f"being written by {holder}"))
             done = [t for t in usable["track_id"] if t in set(job.done) | set(job.skipped)]
         if done:  # the manifest of what the store holds: `auwild-train predict` reads it too
+            note = _face_note(store or read_run_info(run).get("store", ""), target, done[0])
+            if note:
+                log.warning("%s", note)
+                summary.notes.append(note)
             from data_manifest.manifest import write_manifest
 
             write_manifest(usable[usable["track_id"].isin(done)], man_path)
@@ -466,6 +498,21 @@ def _predict_and_write(run, store, manifest, done, by_track, out, which, device,
                 )
             except OSError as exc:
                 summary.skipped.append(Skipped(video, f"could not write its outputs: {exc}"))
+
+
+def _face_note(run_store: str, store: str, tid: str) -> str | None:
+    """face_path_note for a track of RUN's store (its first) and new track `tid` of `store`;
+    None when RUN's store cannot be read (it was read for the settings: only if it went away)."""
+    from train import tracks as T
+
+    try:
+        trained_reader = T.open_store(run_store)
+        first = next(iter(trained_reader.tracks()), None)
+        trained = _face_track_fields(trained_reader, first)
+    except Exception as exc:  # a note is not worth failing the videos for; said at debug level
+        log.debug("no face fields of the run's store: %s", exc)
+        return None
+    return face_path_note(trained, _face_track_fields(T.open_store(store), tid))
 
 
 def _write_video(out: Path, tid: str, video: Path, preds, reader, thresholds, draw) -> VideoResult:

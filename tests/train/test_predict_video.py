@@ -23,6 +23,7 @@ from train.predict_video import (
     C_COLUMNS,
     COLUMNS,
     R_COLUMNS,
+    face_path_note,
     faceless_ranges,
     format_ranges,
     openface_au,
@@ -66,6 +67,19 @@ def test_openface_names_and_face_ranges():
     assert faceless_ranges(face) == [(1, 2), (5, 5), (7, 7)]
     assert format_ranges(faceless_ranges(face)) == "1-2, 5, 7"
     assert faceless_ranges(np.ones(3, bool)) == []
+
+
+def test_a_note_says_when_faces_were_found_otherwise_than_in_training(world):
+    from extract.store import StoreReader
+
+    reader = StoreReader(str(world["store"]))
+    here = reader.track_attrs(world["track"])["groups"]["face"]["track_fields"]
+    assert here["aligned_input"] is False
+    assert face_path_note(here, dict(here)) is None
+    crops = {"aligned_input": True, "landmarks": "template"}  # a run fitted on aligned crops
+    note = face_path_note(crops, here)
+    assert "aligned crops" in note and "aligned_input: trained=True, here=False" in note
+    assert "detector: trained=" in note  # what the crops never had is named too
 
 
 @pytest.mark.parametrize("run_name", ["run", "folds"])
