@@ -418,7 +418,7 @@ def predict_videos(
 ) -> VideoSummary:
     """Extract, predict and write DIR/<stem>.csv and .png for a video or a folder of videos."""
     from extract.job.models import ModelCache
-    from extract.job.runner import run_extraction
+    from extract.job.runner import SourcesChanged, run_extraction
     from train.report_figures import timeline
     from train.run import read_run_info
 
@@ -442,7 +442,13 @@ def predict_videos(
         )
         done: list[str] = []
         if len(usable):
-            job = run_extraction(usable, target, cfg, progress=progress, models=ModelCache(cfg))
+            try:
+                job = run_extraction(usable, target, cfg, progress=progress, models=ModelCache(cfg))
+            except SourcesChanged as exc:  # only a kept store can hold tracks already
+                raise UserError(
+                    f"--keep-store {keep_store} holds videos of these names made from other "
+                    f"files; use another --keep-store ({exc})"
+                ) from exc
             for failure in job.failed:
                 v = by_track.get(failure.track, Path(failure.track))
                 why = f"extraction failed at {failure.stage}: {failure.error}"

@@ -147,6 +147,15 @@ def test_folder_with_broken_files_skips_them_and_keeps_the_store(world, tmp_path
     mine = split[split["track"] == good[0].stem]
     np.testing.assert_allclose(mine[[f"prob_{a}" for a in AUS]], first[R_COLUMNS], atol=1e-6)
 
+    capsys.readouterr()
+    assert train_main(args) == 1  # again: the kept tracks are complete, nothing re-extracted
+    assert "2 video(s) written, 2 skipped" in capsys.readouterr().out
+    pd.testing.assert_frame_equal(pd.read_csv(out / f"{good[0].stem}.csv"), first)
+    other = sorted((world["data"] / "videos").rglob("*.mp4"))[2]
+    shutil.copy(other, folder / good[0].name)  # another file under a name the store holds
+    assert train_main(args) == 2
+    assert "--keep-store" in capsys.readouterr().err
+
 
 def test_moved_model_folder_is_one_line_and_models_dir_finds_it(world, tmp_path, capsys):
     models = Path(world["models"]["dinov2"]).parent
