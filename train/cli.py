@@ -3,6 +3,7 @@
     auwild-train fit --store S --manifest M --recipe NAME --out RUN [--set key=value ...] [--folds K]
     auwild-train eval RUN [--split val]
     auwild-train predict RUN --split test --out DIR [--store S --manifest M] [--example FILE]
+    auwild-train predict-video --video FILE|FOLDER --run RUN --out DIR [--keep-store PATH]
     auwild-train report RUN [--split val] [--track ID ...]
     auwild-train ablate --recipe abaw10 --store S --manifest M --out DIR [--seeds N]
     auwild-train recipes [NAME]
@@ -104,6 +105,30 @@ def cmd_predict(args: argparse.Namespace) -> int:
     n = write_submission(out / "predictions.txt", preds.binary, preds.order, example)
     print(f"wrote {out / 'predictions.parquet'} and {out / 'predictions.txt'} ({n} frames)")
     return 0
+
+
+def cmd_predict_video(args: argparse.Namespace) -> int:
+    from extract.job.config import parse_encoder_list
+    from train.predict_video import predict_videos
+
+    run = args.run or args.run_positional
+    if not run or (args.run and args.run_positional and args.run != args.run_positional):
+        raise UserError("give the run once: --run RUN")
+    summary = predict_videos(
+        args.video,
+        run,
+        args.out,
+        which=args.which,
+        device=args.device,
+        keep_store=args.keep_store,
+        models_dir=args.models_dir,
+        visual=parse_encoder_list(",".join(args.visual or []), needs_source=set()),
+        audio=parse_encoder_list(",".join(args.audio or []), needs_source=set()),
+        store=args.store,
+        progress=not args.no_progress,
+    )
+    print("\n".join(summary.lines()))
+    return 0 if summary.ok else 1
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -245,6 +270,43 @@ def build_parser() -> argparse.ArgumentParser:
     _add_which(p)
     add_device(p)
     p.set_defaults(func=cmd_predict)
+
+    p = add_command(
+        sub,
+        "predict-video",
+        "per-frame AUs of video files, OpenFace-style: DIR/<video>.csv and a timeline .png",
+    )
+    p.add_argument("run_positional", nargs="?", metavar="RUN", help="run directory (or --run)")
+    p.add_argument("--run", default=None, help="run directory written by fit")
+    p.add_argument("--video", required=True, help="a video file, or a folder: its videos, sorted")
+    add_out(p, "output folder")
+    p.add_argument(
+        "--keep-store",
+        default=None,
+        metavar="PATH",
+        help="extract into this store and keep it, with PATH's manifest beside it "
+        "(default: a temporary store, removed)",
+    )
+    p.add_argument(
+        "--models-dir",
+        default=None,
+        help="folder holding the encoder model folders the run's store names, if they moved",
+    )
+    for kind in ("visual", "audio"):
+        p.add_argument(
+            f"--{kind}",
+            action="append",
+            default=None,
+            metavar="NAME=PATH",
+            help=f"{kind} encoder model to use instead of the one the store names (repeatable)",
+        )
+    add_store(
+        p, required=False, help="RUN's store, for its extraction settings (default: RUN's own)"
+    )
+    _add_which(p)
+    add_progress(p)
+    add_device(p, "torch device for the encoders and the model (auto prefers the store's kind)")
+    p.set_defaults(func=cmd_predict_video)
 
     p = add_command(sub, "report", "one self-contained HTML page: RUN/report.html (val)")
     p.add_argument("run", help="run directory written by fit")

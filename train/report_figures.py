@@ -234,13 +234,14 @@ def timeline(
     track_id: str,
     probs: np.ndarray,
     binary: np.ndarray,
-    labels: np.ndarray,
+    labels: np.ndarray | None,
     face: np.ndarray,
     thresholds: np.ndarray,
 ) -> bytes:
     """One row per AU (top: AU1): decision strip, label band, probability; no-face shaded.
 
-    probs (T, A), binary (T, A) 0/1, labels (T, A) in {-1, 0, 1}, face (T,) bool."""
+    probs (T, A), binary (T, A) 0/1, labels (T, A) in {-1, 0, 1} or None (no label band), face
+    (T,) bool."""
     plt = _plt()
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
@@ -253,8 +254,9 @@ def timeline(
     strip, base, span = 0.12, 0.18, 0.7  # decision strip, then label band and probability
     for a in range(a_n):
         y0 = a_n - 1 - a
-        lab = labels[:, a]
-        for value, colour, alpha in ((1, "tab:green", 0.3), (-1, "tab:purple", 0.2)):
+        bands = () if labels is None else ((1, "tab:green", 0.3), (-1, "tab:purple", 0.2))
+        for value, colour, alpha in bands:
+            lab = labels[:, a]
             ax.fill_between(
                 t,
                 base + y0,
@@ -285,6 +287,8 @@ def timeline(
         Patch(color="tab:purple", alpha=0.2, label="label unknown"),
         Patch(color="grey", alpha=0.3, label="no face"),
     ]
+    if labels is None:
+        handles = handles[:3] + handles[5:]
     ax.legend(
         handles=handles,
         ncol=6,
