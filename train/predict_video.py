@@ -349,7 +349,14 @@ def face_path_note(trained: dict | None, here: dict | None) -> str | None:
 
     if not trained or not here:
         return None
-    diff = describe_diff(trained, here, ("trained", "here"))
+    # settings one side lacks (a detector's parameters beside aligned crops) are implied by
+    # aligned_input and detector; listing them as '<missing>' would bury the point
+    keys = (set(trained) & set(here)) | {"aligned_input", "detector"}
+    diff = describe_diff(
+        {k: v for k, v in trained.items() if k in keys},
+        {k: v for k, v in here.items() if k in keys},
+        ("trained", "here"),
+    )
     if not diff:
         return None
     aligned = (

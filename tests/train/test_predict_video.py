@@ -79,6 +79,7 @@ def test_a_note_says_when_faces_were_found_otherwise_than_in_training(world):
     note = face_path_note(crops, here)
     assert "aligned crops" in note and "aligned_input: trained=True, here=False" in note
     assert "detector: trained=" in note  # what the crops never had is named too
+    assert "upsample" not in note  # ... but not every parameter of a detector they never ran
 
 
 @pytest.mark.parametrize("run_name", ["run", "folds"])
