@@ -177,6 +177,7 @@ class HGAAGSSM(FeaturesHeadModel):
 
 
 LOCAL_MODES = (None, "views", "patch", "rois")
+FUSION_MODES = ("multiscale", "frame")
 
 
 @register_model("fusion_tcn")
@@ -198,8 +199,14 @@ class FusionTCN(FeaturesHeadModel):
     at 30 fps. `causal` is the TCN's: the fusion's windows are centred (max(windows) // 2 frames
     ahead) and the window choice reads the whole segment, so the system is not an online one.
 
+    The ablation rows (recipes.py ABLATIONS["abaw8"]) switch parts off: `fusion="frame"` fuses
+    each frame alone (attention window 1, one scale, no cross-modal attention, equal modality
+    weights; `windows`, `cross` and `select` are then unused) and `tcn_blocks=0` drops the TCN
+    (the fused frames go to the head); `tcn_blocks=n` keeps the first n of `tcn_channels`.
+
     kwargs: local, local_views, use_audio, audio_crop, freq_masks, freq_width, d_model,
-    windows, heads, cross, select, tcn_channels, kernel, causal, hidden (512), dropout.
+    fusion ("multiscale" | "frame"), windows, heads, cross, select, tcn_channels, tcn_blocks
+    (None: all), kernel, causal, hidden (512), dropout.
     Set `model.generator` (a CPU torch.Generator) to draw the training views from it.
     """
 
@@ -218,7 +225,9 @@ class FusionTCN(FeaturesHeadModel):
         heads: int = 4,
         cross: bool = True,
         select: str = "soft",
+        fusion: str = "multiscale",
         tcn_channels: tuple[int, ...] | list[int] = (256, 256, 256),
+        tcn_blocks: int | None = None,
         kernel: int = 3,
         causal: bool = True,
         hidden: int = 512,
@@ -249,12 +258,27 @@ class FusionTCN(FeaturesHeadModel):
             mods["audio"] = dims["audio"]
             self.required_inputs |= {"audio"}
             self.audio_views = AudioLocalViews(audio_crop, freq_masks, freq_width)
-        self.fusion = MultiScaleFusion(mods, d_model, windows, heads, dropout, cross, select)
+        if fusion not in FUSION_MODES:
+            raise ValueError(f"fusion_tcn fusion must be one of {FUSION_MODES}, got {fusion!r}")
+        if fusion == "frame":  # each frame alone: window 1, one scale, fixed equal weights
+            self.fusion = MultiScaleFusion(
+                mods, d_model, (1,), heads, dropout, False, "soft", "equal"
+            )
+        else:
+            self.fusion = MultiScaleFusion(mods, d_model, windows, heads, dropout, cross, select)
         # Learned stand-ins: visual inputs of frames without a face, audio where it is missing.
         self.missing = nn.ParameterDict(
             {m: nn.Parameter(torch.zeros(dm)) for m, dm in mods.items()}
         )
-        self.tcn = TCN(d_model, tcn_channels, kernel, causal, dropout)
+        channels = list(tcn_channels)
+        if tcn_blocks is not None:
+            if not 0 <= tcn_blocks <= len(channels):
+                raise ValueError(
+                    f"fusion_tcn tcn_blocks must be in 0..{len(channels)} (tcn_channels), "
+                    f"got {tcn_blocks}"
+                )
+            channels = channels[:tcn_blocks]
+        self.tcn = TCN(d_model, channels, kernel, causal, dropout)  # no blocks: identity
         self.head = MLPHead(self.tcn.out_dim, dims.get("n_aus", 12), hidden, dropout)
 
     def _local(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
