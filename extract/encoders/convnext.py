@@ -2,8 +2,8 @@
 
 As in the ABAW8 system, a face is seen globally and through local views. "cls" is
 the model's pooled, normalised feature (B, D); "patch" the last-stage feature map
-(B, h, w, D); "local" (B, 4, D) the four quadrants (upper-left, upper-right,
-lower-left, lower-right) of the face, or (B, K, D) augmented views. `local="views"`
+(B, h, w, D); "local" (B, K, D) K augmented views of the face, or (B, 4, D) its four quadrants
+(upper-left, upper-right, lower-left, lower-right). `local="views"`
 (default, as the paper) encodes K views per frame, each a random resized crop, flip and small
 rotation drawn from a generator seeded by (seed, track id, frame index) (view_augment.py; K
 more forward passes); the job hands the encoder each frame's track id and index. `local="map"`

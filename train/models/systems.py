@@ -185,7 +185,7 @@ class FusionTCN(FeaturesHeadModel):
     """ABAW8: visual global view, local views and audio -> multi-scale fusion -> TCN -> MLP 512.
 
     Visual: "cls" (B, T, Dv), the global view. Local: "views" reads the batch key "local"
-    (B, T, V, Dl), the stored local views (ConvNeXt's four quadrants): in training the mean of
+    (B, T, V, Dl), the stored local views (ConvNeXt's K augmented views): in training the mean of
     `local_views` views drawn at random per window, at eval the mean of all (local_views.py);
     when the store maps no local views (dims has no "local") the model says so once at
     construction and runs on the global view. "patch" / "rois" build one local view from the
