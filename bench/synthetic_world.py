@@ -51,9 +51,10 @@ def ablate(
     seeds: int,
     overrides: list[str] | tuple[str, ...],
     env: dict | None = None,
+    recipe: str = "abaw10",
 ) -> Path:
-    """`auwild-train ablate --recipe abaw10` with `--set overrides` -> the ablation.csv path."""
-    step("train", "ablate", "--recipe", "abaw10", "--store", str(store), "--manifest",
+    """`auwild-train ablate --recipe RECIPE` with `--set overrides` -> the ablation.csv path."""
+    step("train", "ablate", "--recipe", recipe, "--store", str(store), "--manifest",
          str(manifest), "--out", str(out), "--seeds", str(seeds), "--set", *overrides,
          env=env)  # fmt: skip
     return out / "ablation.csv"

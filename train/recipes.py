@@ -73,6 +73,9 @@ def _row(base: str, **changes: Any) -> dict[str, Any]:
     return recipe
 
 
+_ABAW8_MODEL = RECIPES["abaw8"]["model"]
+_ABAW8_FRAME = {"fusion": "frame", "tcn_blocks": 0}
+
 # The rows of the ABAW10 ablation table, in order: each adds one component.
 ABLATIONS: dict[str, list[tuple[str, dict[str, Any]]]] = {
     "abaw10": [
@@ -102,6 +105,18 @@ ABLATIONS: dict[str, list[tuple[str, dict[str, Any]]]] = {
             _row("abaw10", model={"name": "hga_agssm", "pool": "flat"}, loss={"name": "bce"}),
         ),
         ("+ASL", _row("abaw10")),
+    ],
+    # The ABAW8 table, each row adding one part of the system to the one above it.
+    "abaw8": [
+        # ConvNeXt global view + Whisper, each frame fused alone, no TCN
+        ("global", _row("abaw8", model={**_ABAW8_MODEL, **_ABAW8_FRAME, "local": None})),
+        # + the augmented local views (one drawn per window in training, the mean of all at eval)
+        ("+local", _row("abaw8", model={**_ABAW8_MODEL, **_ABAW8_FRAME})),
+        # + multi-scale windowed fusion: context-dependent modality weights, cross-modal
+        # attention, learned window choice
+        ("+multi-scale", _row("abaw8", model={**_ABAW8_MODEL, "tcn_blocks": 0})),
+        # + the TCN: the full abaw8 recipe
+        ("+TCN", _row("abaw8")),
     ],
 }
 

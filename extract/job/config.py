@@ -186,6 +186,15 @@ class ExtractConfig:
             "0 or none: keep the full grid)"
         ),
     )
+    local_views: int = field(
+        default=4,
+        metadata=_opt(
+            "convnext: augmented local views per frame (random crop, flip, rotation); 0: none"
+        ),
+    )
+    view_seed: int = field(
+        default=0, metadata=_opt("seed of the local views (with the track id and frame index)")
+    )
     default_fps: float = field(
         default=30.0, metadata=_opt("frame rate of frames folders that come without a video")
     )

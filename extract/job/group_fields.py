@@ -112,7 +112,7 @@ def visual_fields(cfg: ExtractConfig, name: str, face: dict[str, Any]) -> dict[s
         return {**visual_definition_fields(name), "face": face}
     if not source:
         raise UserError(f"visual encoder {name!r} needs a model: write {name}=HUB_ID_OR_FOLDER")
-    return {
+    fields = {
         "encoder": name,
         **model_identity(source),
         "layer": cfg.visual_layer if cfg.visual_layer is not None else "last",
@@ -121,6 +121,18 @@ def visual_fields(cfg: ExtractConfig, name: str, face: dict[str, Any]) -> dict[s
         "token_dtype": cfg.token_dtype,
         "patch_pool": cfg.patch_pool,
     }
+    if name == "convnext":  # a store's local views are all drawn the same way, or refused
+        fields["local_views"] = local_view_fields(cfg)
+    return fields
+
+
+def local_view_fields(cfg: ExtractConfig) -> dict[str, Any] | str:
+    """ConvNeXt's local views: "none", or K and how they are drawn (view_augment.py)."""
+    from extract.encoders.view_augment import ViewAugment
+
+    if cfg.local_views <= 0:
+        return "none"
+    return ViewAugment(views=cfg.local_views, seed=cfg.view_seed).fields()
 
 
 def audio_fields(cfg: ExtractConfig, name: str) -> dict[str, Any]:

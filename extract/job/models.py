@@ -52,6 +52,10 @@ class ModelCache:
                 kwargs["token_storage"] = TokenStorage(
                     kind=self.cfg.token_dtype, pool=self.cfg.patch_pool
                 )
+            if name == "convnext":  # augmented local views (view_augment.py), or none
+                kwargs["local"] = "views" if self.cfg.local_views > 0 else "none"
+                kwargs["views"] = max(self.cfg.local_views, 1)
+                kwargs["view_seed"] = self.cfg.view_seed
             self._visual[name] = load_visual_encoder(name, self.cfg.visual[name], **kwargs)
             self.loaded.append(f"visual:{name}")
         return self._visual[name]

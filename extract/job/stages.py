@@ -200,6 +200,8 @@ def face_batches(
                 "crops": crops,
                 "crop_landmarks": crop_lm,  # (n, 68, 2) in [0, 1]
                 "frame_hw": frames.shape[1:3],  # (H, W) of the source frames
+                "frame_index": np.arange(start, start + n),  # (n,) frame numbers in the track
+                "track_id": np.full(n, plan.track_id, dtype=object),  # (n,)
             }
         yield batch
         start += n
@@ -393,6 +395,8 @@ def run_visual(
 VISUAL_INPUTS = {
     "rois": "rois",  # (n, R, 4) AU region boxes, [0, 1] crop coordinates
     "landmarks": "crop_landmarks",  # (n, 68, 2) aligned landmarks, [0, 1] crop coordinates
+    "frame_index": "frame_index",  # (n,) frame numbers (seed the augmented local views)
+    "track_id": "track_id",  # (n,) the track's id
 }
 
 

@@ -14,7 +14,7 @@ recipe reads them):
     cls          (B, T, Dv)          visual CLS / pooled feature
     patch        (B, T, h, w, Dp)    visual patch tokens (dequantised float)
     rois         (B, T, R, 4)        AU regions, crop coords in [0, 1] (x0, y0, x1, y1)
-    local        (B, T, V, Dl)       V local visual views per frame (ConvNeXt's quadrants)
+    local        (B, T, V, Dl)       V local visual views per frame (ConvNeXt's augmented views)
     audio        (B, T, Da)          audio features pooled on frame times
     audio_valid  (B, T) bool
     face_valid   (B, T) bool

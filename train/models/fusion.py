@@ -17,6 +17,8 @@ outputs are mixed twice, both times with weights the model computes from the inp
 
     fused[b, t] = LayerNorm(sum_s g[b, s] * sum_m a[b, t, s, m] * y[s, m][b, t])
 
+With gate="equal" the modality weights are fixed at 1/M (the frame-wise ablation rows).
+
 So a frame with no audio (its audio stream holds the learned no-audio vector) can put its
 weight on the face, and a segment can choose its window size. Both gates start at zero logits:
 equal weights, the plain average of the earlier fixed-weight fusion.
@@ -29,6 +31,8 @@ from torch import nn
 
 from train.models.window_attention import WindowAttention
 from train.models.window_select import WindowSelect
+
+GATES = ("context", "equal")
 
 
 class ModalityGate(nn.Module):
@@ -83,6 +87,7 @@ class MultiScaleFusion(nn.Module):
         dropout: attention dropout.
         cross: cross-modal attention besides self-attention (with two or more modalities).
         select: window selection, "soft" or "hard" (window_select.py).
+        gate: modality weights, "context" (computed per frame and scale) or "equal" (1/M).
     """
 
     def __init__(
@@ -94,8 +99,12 @@ class MultiScaleFusion(nn.Module):
         dropout: float = 0.1,
         cross: bool = True,
         select: str = "soft",
+        gate: str = "context",
     ):
         super().__init__()
+        if gate not in GATES:
+            raise ValueError(f"fusion gate must be one of {GATES}, got {gate!r}")
+        self.gate = gate
         self.names = list(dims)
         self.windows = tuple(windows)
         n_mod, n_scales = len(self.names), len(self.windows)
@@ -121,7 +130,10 @@ class MultiScaleFusion(nn.Module):
         M, scale weights (B, S) summing to one over S."""
         x = {m: self.proj[m](feats[m]) for m in self.names}  # each (B, T, d)
         ctx = torch.cat([x[m] for m in self.names], dim=-1)  # (B, T, M*d)
-        return x, self.modality_gate(ctx), self.window_select(ctx, mask)
+        mod_w = self.modality_gate(ctx)  # (B, T, S, M)
+        if self.gate == "equal":
+            mod_w = torch.full_like(mod_w, 1.0 / len(self.names))
+        return x, mod_w, self.window_select(ctx, mask)
 
     def forward(
         self, feats: dict[str, torch.Tensor], mask: torch.Tensor | None = None

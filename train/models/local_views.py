@@ -1,8 +1,8 @@
 """Local visual views read by the model: several views per frame, a random subset in training.
 
 The ABAW8 system sees a face globally and through local views (the paper: random crops, flips
-and rotations of 1-second clips; our stores keep ConvNeXt's four quadrant views, batch key
-"local" (B, T, V, D)). In training each window uses the mean of `n_train` views drawn at random
+and rotations; our stores keep K such views of every frame, each encoded by ConvNeXt at
+extraction (extract/encoders/view_augment.py), batch key "local" (B, T, V, D)). In training each window uses the mean of `n_train` views drawn at random
 (the same views for all its frames, as one augmented clip); at eval, the mean over all views,
 so evaluation is deterministic and sees everything the training draws could.
 """

@@ -188,6 +188,7 @@ class HGAAGSSM(FeaturesHeadModel):
 
 
 LOCAL_MODES = (None, "views", "patch", "rois")
+FUSION_MODES = ("multiscale", "frame")
 
 
 @dataclass
@@ -217,8 +218,13 @@ class FusionTCNConfig(ModelConfig):
     cross: bool = True
     # per-segment window choice: "soft" (weighted) or "hard" (one window).
     select: str = choice("soft", ("soft", "hard"))
+    # "multiscale": the windowed fusion above; "frame": each frame fused alone (window 1, one
+    # scale, no cross-modal attention, equal modality weights), the ablation's frame-wise rows.
+    fusion: str = choice("multiscale", FUSION_MODES)
     # TCN channels per level.
     tcn_channels: tuple[int, ...] = (256, 256, 256)
+    # TCN levels used, the first n of tcn_channels (null: all; 0: no TCN, fused frames to the head).
+    tcn_blocks: int | None = None
     # TCN kernel size.
     kernel: int = 3
     # causal TCN (the fusion's windows stay centred).
@@ -230,7 +236,7 @@ class FusionTCN(FeaturesHeadModel):
     """ABAW8: visual global view, local views and audio -> multi-scale fusion -> TCN -> MLP 512.
 
     Visual: "cls" (B, T, Dv), the global view. Local: "views" reads the batch key "local"
-    (B, T, V, Dl), the stored local views (ConvNeXt's four quadrants): in training the mean of
+    (B, T, V, Dl), the stored local views (ConvNeXt's K augmented views): in training the mean of
     `local_views` views drawn at random per window, at eval the mean of all (local_views.py);
     when the store maps no local views (dims has no "local") the model says so once at
     construction and runs on the global view. "patch" / "rois" build one local view from the
@@ -243,6 +249,11 @@ class FusionTCN(FeaturesHeadModel):
     TCN (tcn.py): causal by default; `tcn_channels` (256,)*3 with kernel 3 sees 29 frames, 0.97 s
     at 30 fps. `causal` is the TCN's: the fusion's windows are centred (max(windows) // 2 frames
     ahead) and the window choice reads the whole segment, so the system is not an online one.
+
+    The ablation rows (recipes.py ABLATIONS["abaw8"]) switch parts off: `fusion="frame"` fuses
+    each frame alone (attention window 1, one scale, no cross-modal attention, equal modality
+    weights; `windows`, `cross` and `select` are then unused) and `tcn_blocks=0` drops the TCN
+    (the fused frames go to the head); `tcn_blocks=n` keeps the first n of `tcn_channels`.
 
     Settings: FusionTCNConfig. Set `model.generator` (a CPU torch.Generator) to draw the
     training views from it.
@@ -275,14 +286,27 @@ class FusionTCN(FeaturesHeadModel):
             mods["audio"] = dims["audio"]
             self.required_inputs |= {"audio"}
             self.audio_views = AudioLocalViews(cfg.audio_crop, cfg.freq_masks, cfg.freq_width)
-        self.fusion = MultiScaleFusion(
-            mods, d_model, cfg.windows, cfg.heads, dropout, cfg.cross, cfg.select
-        )
+        if cfg.fusion == "frame":  # each frame alone: window 1, one scale, fixed equal weights
+            self.fusion = MultiScaleFusion(
+                mods, d_model, (1,), cfg.heads, dropout, False, "soft", "equal"
+            )
+        else:
+            self.fusion = MultiScaleFusion(
+                mods, d_model, cfg.windows, cfg.heads, dropout, cfg.cross, cfg.select
+            )
         # Learned stand-ins: visual inputs of frames without a face, audio where it is missing.
         self.missing = nn.ParameterDict(
             {m: nn.Parameter(torch.zeros(dm)) for m, dm in mods.items()}
         )
-        self.tcn = TCN(d_model, cfg.tcn_channels, cfg.kernel, cfg.causal, dropout)
+        channels = list(cfg.tcn_channels)
+        if cfg.tcn_blocks is not None:
+            if not 0 <= cfg.tcn_blocks <= len(channels):
+                raise ValueError(
+                    f"fusion_tcn tcn_blocks must be in 0..{len(channels)} (tcn_channels), "
+                    f"got {cfg.tcn_blocks}"
+                )
+            channels = channels[: cfg.tcn_blocks]
+        self.tcn = TCN(d_model, channels, cfg.kernel, cfg.causal, dropout)  # no blocks: identity
         self.head = MLPHead(self.tcn.out_dim, dims.get("n_aus", 12), cfg.hidden, cfg.dropout)
 
     def _local(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:

@@ -55,7 +55,7 @@ def test_dinov2_chosen_layer_changes_output_and_fingerprint(tiny_models):
         load_visual_encoder("dinov2", tiny_models["dinov2"], layer=7)
 
 
-@pytest.mark.parametrize("local", ["map", "crops", "none"])
+@pytest.mark.parametrize("local", ["views", "map", "crops", "none"])
 def test_convnext_global_patch_and_local_views(tiny_models, local):
     enc = load_visual_encoder("convnext", tiny_models["convnext"], local=local)
     assert enc.crop_size == 64

@@ -238,3 +238,63 @@ def test_fusion_tcn_training_views_ignore_padding():
         with torch.no_grad():
             outs.append(model(b)[:, :6])
     torch.testing.assert_close(outs[1], outs[0], rtol=1e-4, atol=1e-4)
+
+
+def test_fusion_equal_gate_weighs_every_modality_the_same():
+    torch.manual_seed(0)
+    fusion = MultiScaleFusion({"a": 4, "b": 6, "c": 5}, d_model=8, windows=(1,), gate="equal")
+    for p in fusion.modality_gate.parameters():  # a trained gate would not be equal
+        torch.nn.init.normal_(p)
+    feats = {"a": torch.randn(2, 7, 4), "b": torch.randn(2, 7, 6), "c": torch.randn(2, 7, 5)}
+    _, mod_w, _ = fusion.weights(feats)
+    torch.testing.assert_close(mod_w, torch.full((2, 7, 1, 3), 1 / 3))
+    with pytest.raises(ValueError, match="gate"):
+        MultiScaleFusion({"a": 4}, d_model=8, gate="fixed")
+
+
+def test_fusion_tcn_frame_rows_see_each_frame_alone():
+    """fusion="frame", tcn_blocks=0: a frame's output equals that frame run as a window of its
+    own (the plain per-frame reference); the full system mixes frames."""
+    torch.manual_seed(0)
+    spec = {"name": "fusion_tcn", "d_model": 8, "heads": 2, "tcn_channels": (8, 8), "dropout": 0.0}
+    frame = build_model({**spec, "fusion": "frame", "tcn_blocks": 0}, _dims(local=True)).eval()
+    full = build_model({**spec, "windows": (2, 4)}, _dims(local=True)).eval()
+    assert frame.fusion.windows == (1,) and not frame.fusion.cross and len(frame.tcn.blocks) == 0
+    assert frame.fusion.gate == "equal" and full.fusion.gate == "context"
+    assert len(full.tcn.blocks) == 2
+    batch = _batch(4)
+    with torch.no_grad():
+        out = frame(batch)  # (B, T, n_aus)
+        for t in range(10):
+            alone = frame({k: v[:, t : t + 1] for k, v in batch.items()})
+            torch.testing.assert_close(out[:, t : t + 1], alone, rtol=1e-5, atol=1e-5)
+        other = {k: v.clone() for k, v in batch.items()}
+        other["cls"][:, 0] = 5.0 * torch.randn(2, 8)
+        assert (frame(other)[:, 1:] - out[:, 1:]).abs().max() < 1e-6
+        assert (full(other)[:, 1:] - full(batch)[:, 1:]).abs().max() > 1e-4
+
+
+def test_fusion_tcn_tcn_blocks_checked_and_default_unchanged():
+    spec = {"name": "fusion_tcn", "d_model": 8, "heads": 2}
+    assert len(build_model(spec, _dims(local=True)).tcn.blocks) == 3  # abaw8 default
+    assert len(build_model({**spec, "tcn_blocks": 1}, _dims(local=True)).tcn.blocks) == 1
+    with pytest.raises(ValueError, match="tcn_blocks"):
+        build_model({**spec, "tcn_blocks": 4}, _dims(local=True))
+    with pytest.raises(ValueError, match="fusion"):
+        build_model({**spec, "fusion": "single"}, _dims(local=True))
+
+
+def test_fusion_tcn_abaw8_ablation_rows_add_one_part_each():
+    from train.recipes import ABLATIONS, RECIPES, resolve
+
+    rows = dict(ABLATIONS["abaw8"])
+    assert list(rows) == ["global", "+local", "+multi-scale", "+TCN"]
+    assert rows["+TCN"] == RECIPES["abaw8"]
+    models = {name: resolve(None, [], recipe=spec).model for name, spec in rows.items()}
+    assert models["global"]["local"] is None and models["global"]["fusion"] == "frame"
+    assert "local" not in models["+local"] and models["+local"]["fusion"] == "frame"
+    assert models["+multi-scale"]["tcn_blocks"] == 0 and "fusion" not in models["+multi-scale"]
+    assert all(m["name"] == "fusion_tcn" and m["hidden"] == 512 for m in models.values())
+    for name, spec in rows.items():  # every row reads the same arrays and builds
+        assert spec["data"]["features"] == RECIPES["abaw8"]["data"]["features"]
+        build_model({**models[name], "d_model": 8, "heads": 2}, _dims(local=True))
