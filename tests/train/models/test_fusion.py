@@ -291,10 +291,11 @@ def test_fusion_tcn_abaw8_ablation_rows_add_one_part_each():
     assert list(rows) == ["global", "+local", "+multi-scale", "+TCN"]
     assert rows["+TCN"] == RECIPES["abaw8"]
     models = {name: resolve(None, [], recipe=spec).model for name, spec in rows.items()}
-    assert models["global"]["local"] is None and models["global"]["fusion"] == "frame"
-    assert "local" not in models["+local"] and models["+local"]["fusion"] == "frame"
-    assert models["+multi-scale"]["tcn_blocks"] == 0 and "fusion" not in models["+multi-scale"]
-    assert all(m["name"] == "fusion_tcn" and m["hidden"] == 512 for m in models.values())
+    assert models["global"].local is None and models["global"].fusion == "frame"
+    assert models["+local"].local == "views" and models["+local"].fusion == "frame"
+    assert models["+multi-scale"].tcn_blocks == 0 and models["+multi-scale"].fusion == "multiscale"
+    assert models["+TCN"].tcn_blocks is None and models["+TCN"].fusion == "multiscale"
+    assert all(m.name == "fusion_tcn" and m.hidden == 512 for m in models.values())
     for name, spec in rows.items():  # every row reads the same arrays and builds
         assert spec["data"]["features"] == RECIPES["abaw8"]["data"]["features"]
-        build_model({**models[name], "d_model": 8, "heads": 2}, _dims(local=True))
+        build_model({**models[name].to_dict(), "d_model": 8, "heads": 2}, _dims(local=True))
