@@ -73,10 +73,7 @@ class ChunkFiles:
     chunk: int  # frames per chunk file
     key_prefix: str  # chunk file name before the time index ("c/" for the default encoding)
     key_suffix: str  # after it ("/0/0/0" for 4-d arrays: one chunk across the other axes)
-
-    @property
-    def frame_bytes(self) -> int:
-        return int(np.prod(self.shape[1:], dtype=np.int64)) * self.dtype.itemsize
+    frame_bytes: int  # bytes of one frame
 
     def path(self, i: int) -> str:
         """The file of chunk `i` (frames i * chunk ...)."""
@@ -198,4 +195,5 @@ def plan_chunk_files(folder: str, meta: dict) -> ChunkFiles | None:
         return None
     if sep not in ("/", "."):
         return None
-    return ChunkFiles(folder.rstrip("/"), shape, dtype, chunk_shape[0], prefix, suffix)
+    frame_bytes = int(np.prod(shape[1:], dtype=np.int64)) * dtype.itemsize
+    return ChunkFiles(folder.rstrip("/"), shape, dtype, chunk_shape[0], prefix, suffix, frame_bytes)

@@ -276,9 +276,9 @@ class StoreReader:
         return read_checked(arr, start, stop, tid, name, self.location.path, self._exists)
 
     def _raw(self, tid: str, name: str, start: int, stop: int) -> np.ndarray:
-        arr = self.array(tid, name)
         if self._cache_budget == 0:
             return self._read_range(tid, name, start, stop)
+        arr = self.array(tid, name)
         key = (tid, name)
         with self._lock:
             full = self._mem.get(key)
@@ -302,7 +302,8 @@ class StoreReader:
         self, tid: str, name: str, start: int = 0, stop: int | None = None, dequantize: bool = True
     ) -> np.ndarray:
         """Frames start..stop of array `name` of track `tid` (int8 tokens -> float32 unless dequantize=False)."""
-        n = self.shape(tid, name)[0]
+        plan = self.chunk_files(tid, name)  # known after the first read: no metadata walk
+        n = plan.shape[0] if plan is not None else self.shape(tid, name)[0]
         stop = n if stop is None else min(int(stop), n)
         start = max(0, int(start))
         values = self._raw(tid, name, start, stop)
