@@ -17,8 +17,9 @@ compressed or sharded chunks, other codecs or grids, big-endian data) gets no pl
 (`plan_chunk_files` returns None) and is read by zarr. `AUWILD_DIRECT_READ=0` turns the direct
 read off, so every read goes through zarr, the reference (reader.py).
 
-crc32c: the `crc32c` package when installed (about 3x faster here: bench/results/store_read.md),
-else `google_crc32c`, which zarr itself uses.
+crc32c by `google_crc32c` (zarr's own dependency). The `crc32c` package is up to 3x faster on
+a buffer in cache, but inside a window read both are bound by memory and within a few percent
+of each other (bench/results/store_read.md): not worth a dependency.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import sys
 import threading
 from dataclasses import dataclass
 
+import google_crc32c
 import numpy as np
 
 from extract.store.integrity import CHUNK_DIR, CorruptChunk, MissingChunk
@@ -40,22 +42,10 @@ PLAIN_DTYPES = {  # zarr v3 data type names read as plain bytes
     "float16", "float32", "float64",
 }  # fmt: skip
 
-try:  # the faster implementation when installed
-    from crc32c import crc32c as _crc32c_ext
 
-    def crc_extend(crc: int, data: np.ndarray) -> int:
-        """crc32c of the bytes before `data` (`crc`) extended over `data` (uint8, contiguous)."""
-        return _crc32c_ext(data, crc)
-
-    CRC_IMPLEMENTATION = "crc32c"
-except ImportError:  # zarr's own dependency
-    import google_crc32c
-
-    def crc_extend(crc: int, data: np.ndarray) -> int:
-        """crc32c of the bytes before `data` (`crc`) extended over `data` (uint8, contiguous)."""
-        return google_crc32c.extend(crc, data)
-
-    CRC_IMPLEMENTATION = "google_crc32c"
+def crc_extend(crc: int, data: np.ndarray) -> int:
+    """crc32c of the bytes before `data` (`crc`) extended over `data` (uint8, contiguous)."""
+    return google_crc32c.extend(crc, data)
 
 
 def direct_enabled() -> bool:
