@@ -4,7 +4,10 @@
     python -m bench.bench_store --integrity [--tracks 16 --frames 160 --rounds 5]
     taskset -c 0 python -m bench.bench_store --layouts [--frames 512 --grid 16 --dim 768]
 
-Writes a markdown table to stdout and to bench/results/store.md. With --integrity it measures
+Writes a markdown table to stdout and to bench/results/store.md; the stored-window reads (fp16,
+and int8 with its scales) by every read path in one run (zarr-python, the zarrs pipeline, the
+direct chunk-file read, a numpy copy) and where the direct read's time goes go to
+bench/results/store_read.md (--read-out). With --integrity it measures
 instead what the per-track lease and the crc32c chunk checksum cost on writes and reads, as
 ratios to the same writes and reads without them, all in one run (interleaved rounds, best of
 each), and writes bench/results/store_integrity.md. With --layouts it measures each patch
@@ -290,7 +293,8 @@ def _zarr_ceiling(url: str, values: np.ndarray, scale, chunk: int, pipeline: str
                 continue
             z = zarr.create_array(
                 store, name=name, shape=arr.shape, dtype=arr.dtype,
-                chunks=(chunk, *arr.shape[1:]), compressors=chunk_codecs(arr.dtype),
+                chunks=(chunk, *arr.shape[1:]),
+                compressors=chunk_codecs(arr.dtype, PATCH + "_scale" if name == "s" else name),
                 config={"write_empty_chunks": True},
             )  # fmt: skip
             z[:] = arr
@@ -424,6 +428,213 @@ def layouts(args, argv) -> int:
     return _report(lines, args.out or os.path.join(RESULTS, "storage_io.md"))
 
 
+READ_PATHS = {  # label -> (zarr codec pipeline, direct chunk-file read)
+    "zarr-python (reference)": ("python", False),
+    "zarrs pipeline": ("zarrs", False),
+    "direct chunk files": (None, True),
+}
+
+
+def _path_reader(url: str, pipeline: str | None, direct: bool) -> StoreReader:
+    """A reader of `url` on one read path (the pipeline knob is read when the reader opens)."""
+    from extract.store.location import PIPELINE_ENV, zarrs_installed
+
+    if pipeline == "zarrs" and not zarrs_installed():
+        return None
+    old = os.environ.pop(PIPELINE_ENV, None)
+    if pipeline:
+        os.environ[PIPELINE_ENV] = pipeline
+    try:
+        return StoreReader(url, direct=direct)
+    finally:
+        os.environ.pop(PIPELINE_ENV, None)
+        if old is not None:
+            os.environ[PIPELINE_ENV] = old
+
+
+def _stored_read(r: StoreReader, int8: bool):
+    """(tid, a, b) -> the stored window: fp16 tokens, or int8 tokens and their scales."""
+    if not int8:
+        return lambda tid, a, b: r.read(tid, PATCH, a, b)
+    return lambda tid, a, b: (
+        r.read(tid, PATCH, a, b, dequantize=False),
+        r.read_scale(tid, PATCH, a, b),
+    )
+
+
+def _floor(r: StoreReader, plan, tids) -> dict[str, float]:
+    """Mean ms per window of the direct read's parts, each alone over the same chunk files:
+    reading them whole from the page cache (preadv into one reused buffer), crc32c over as many
+    bytes in memory (google-crc32c, as the reader; the crc32c package when installed), and a
+    numpy copy of as many bytes."""
+    from extract.store.chunk_files import crc_extend
+
+    files = {tid: r.chunk_files(tid, PATCH) for tid in tids}
+    cf = next(iter(files.values()))
+    whole = cf.chunk * cf.frame_bytes + 4
+    buf = np.empty(whole, np.uint8)
+    src = np.random.default_rng(0).integers(0, 256, whole, dtype=np.uint8)
+    try:  # the crc32c package, when installed, beside the reader's google-crc32c
+        from crc32c import crc32c as other_crc
+    except ImportError:
+        other_crc = None
+    spent = {part: [0.0, 0.0] for part in ("read", "crc", "other_crc", "copy")}  # [wall, CPU]
+    n_chunks = 0
+
+    def timed(part, run, paths):
+        t0, c0 = time.perf_counter(), time.process_time()
+        for path in paths:
+            run(path)
+        spent[part][0] += time.perf_counter() - t0
+        spent[part][1] += time.process_time() - c0
+
+    def read_whole(path):
+        fd = os.open(path, os.O_RDONLY)
+        os.preadv(fd, [memoryview(buf)], 0)
+        os.close(fd)
+
+    for tid, a, b in plan:
+        paths = [files[tid].path(i) for i in range(a // cf.chunk, -(-b // cf.chunk))]
+        n_chunks += len(paths)
+        timed("read", read_whole, paths)
+        timed("crc", lambda _p: crc_extend(0, buf), paths)
+        if other_crc is not None:
+            timed("other_crc", lambda _p: other_crc(buf), paths)
+        timed("copy", lambda _p: np.copyto(buf, src), paths)
+    k = 1e3 / len(plan)
+    return {
+        **{f"{part}_ms": wall * k for part, (wall, _) in spent.items()},
+        **{f"{part}_cpu_ms": cpu * k for part, (_, cpu) in spent.items()},
+        "chunks": n_chunks / len(plan),
+        "chunk": cf.chunk,
+        "chunk_bytes": whole,
+    }
+
+
+def stored_window_reads(urls: dict[str, str], data16, plan, args, argv) -> None:
+    """Stored windows (fp16; int8 with scales) by each read path against a numpy copy, in one
+    run: interleaved rounds, best of each; then where the direct read's time goes."""
+    rounds = max(3, args.rounds)
+    rows = {}
+    floors = {}
+    for label in ("fp16", "int8"):
+        int8 = label == "int8"
+        readers = {k: _path_reader(urls[label], *v) for k, v in READ_PATHS.items()}
+        readers = {k: r for k, r in readers.items() if r is not None}
+        funcs = {k: _stored_read(r, int8) for k, r in readers.items()}
+        ref = readers["zarr-python (reference)"]
+        mem = {}  # the stored arrays in memory, for the numpy copy
+        for tid in data16:
+            values = ref.read(tid, PATCH, dequantize=False)
+            mem[tid] = (values, ref.read_scale(tid, PATCH) if int8 else None)
+        if int8:
+            funcs["numpy copy"] = lambda tid, a, b, mem=mem: (
+                mem[tid][0][a:b].copy(),
+                mem[tid][1][a:b].copy(),
+            )
+        else:
+            funcs["numpy copy"] = lambda tid, a, b, mem=mem: mem[tid][0][a:b].copy()
+        for tid, a, b in plan[:20]:  # every path returns the same stored window
+            want = funcs["numpy copy"](tid, a, b)
+            for k, f in funcs.items():
+                got = f(tid, a, b)
+                same = (
+                    all(np.array_equal(x, y) for x, y in zip(got, want))
+                    if int8
+                    else np.array_equal(got, want)
+                )
+                assert same, (label, k, a, b)
+        times = {k: [] for k in funcs}
+        cpu = {k: [] for k in funcs}
+        order = list(funcs)
+        for rnd in range(rounds):
+            for k in order[rnd % len(order) :] + order[: rnd % len(order)]:
+                c0 = time.process_time()
+                times[k].append(time_reads(funcs[k], plan))
+                cpu[k].append((time.process_time() - c0) / (len(plan) + 1))
+        rows[label] = {k: (min(v), min(cpu[k])) for k, v in times.items()}
+        if int8:
+            direct = readers["direct chunk files"]
+            floors[label] = _floor(direct, plan, list(data16))
+            floors[label]["scale_ms"] = (
+                min(
+                    time_reads(lambda tid, a, b, r=direct: r.read_scale(tid, PATCH, a, b), plan)
+                    for _ in range(rounds)
+                )
+                * 1e3
+            )
+            floors[label]["tokens_ms"] = (
+                min(
+                    time_reads(
+                        lambda tid, a, b, r=direct: r.read(tid, PATCH, a, b, dequantize=False),
+                        plan,
+                    )
+                    for _ in range(rounds)
+                )
+                * 1e3
+            )
+        else:
+            floors[label] = _floor(readers["direct chunk files"], plan, list(data16))
+        print(label, rows[label], floors[label], flush=True)
+
+    import zarr
+
+    cmd = _command(argv)
+    win_bytes = {
+        "fp16": args.window * args.grid * args.grid * args.dim * 2,
+        "int8": args.window * args.grid * args.grid * (args.dim + 4),
+    }
+    lines = [
+        "## Stored-window reads: zarr-python, zarrs, direct chunk files, numpy",
+        "",
+        f"`{cmd.strip()}` — {args.tracks} tracks x {args.frames} frames of patch tokens "
+        f"({args.grid}, {args.grid}, {args.dim}), {floors['fp16']['chunk']}-frame chunks "
+        f"(int8: {floors['int8']['chunk']}); {len(plan)} random windows "
+        f"of {args.window} frames, best of {rounds} interleaved rounds; the stored window "
+        "(fp16 tokens; int8 tokens and their float32 scales) against a numpy copy of the same "
+        f"window in memory. zarr {zarr.__version__}; "
+        f"{platform.machine()}, {os.cpu_count()} CPUs (shared), CPU affinity "
+        f"{len(os.sched_getaffinity(0))} core(s), load average {os.getloadavg()[0]:.1f} at the end.",
+        "",
+        "| layout | window MB | read path | ms / window | x numpy | CPU ms / window | CPU x numpy |",
+        "|---|---:|---|---:|---:|---:|---:|",
+    ]
+    for label, row in rows.items():
+        t_np, c_np = row["numpy copy"]
+        for k, (t, c) in row.items():
+            lines.append(
+                f"| {label} | {win_bytes[label] / 1e6:.1f} | {k} | {t * 1e3:.2f} | "
+                f"{t / t_np:.2f} | {c * 1e3:.2f} | {c / c_np:.2f} |"
+            )
+    lines += [
+        "",
+        "Where the direct read's time goes (ms per window, each part alone over the same chunk "
+        "files: every chunk the window touches is read and checked whole):",
+        "",
+        "| layout | chunks / window | chunk file bytes | page-cache read (CPU) | crc32c by "
+        "google-crc32c (CPU) | by the crc32c package (CPU) | numpy copy of those bytes (CPU) | "
+        "direct read (CPU) | int8 tokens alone | int8 scales alone |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for label, fl in floors.items():
+        direct, direct_cpu = (t * 1e3 for t in rows[label]["direct chunk files"])
+        scale = f"{fl['scale_ms']:.2f}" if "scale_ms" in fl else "-"
+        tokens = f"{fl['tokens_ms']:.2f}" if "tokens_ms" in fl else "-"
+        other = (
+            f"{fl['other_crc_ms']:.2f} ({fl['other_crc_cpu_ms']:.2f})"
+            if fl["other_crc_cpu_ms"]
+            else "not installed"
+        )
+        lines.append(
+            f"| {label} | {fl['chunks']:.2f} | {fl['chunk_bytes']:,} | "
+            f"{fl['read_ms']:.2f} ({fl['read_cpu_ms']:.2f}) | "
+            f"{fl['crc_ms']:.2f} ({fl['crc_cpu_ms']:.2f}) | {other} | "
+            f"{fl['copy_ms']:.2f} ({fl['copy_cpu_ms']:.2f}) | {direct:.2f} ({direct_cpu:.2f}) | "
+            f"{tokens} | {scale} |"
+        )
+    _report(lines, args.read_out)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--tracks", type=int, default=None, help="tracks (default 3; 16 --integrity)")
@@ -437,6 +648,11 @@ def main(argv=None) -> int:
         "--reads", type=int, default=None, help="random window reads (default 300; 100 --integrity)"
     )
     p.add_argument("--out", default=None, help="markdown file (default bench/results/store.md)")
+    p.add_argument(
+        "--read-out",
+        default=os.path.join(RESULTS, "store_read.md"),
+        help="markdown file of the stored-window reads by read path",
+    )
     p.add_argument(
         "--integrity", action="store_true", help="measure the lease and checksum costs instead"
     )
@@ -498,6 +714,9 @@ def main(argv=None) -> int:
                     time_reads(lambda tid, a, b, r=r: r.read(tid, PATCH, a, b), plan),
                 )
             )
+        stored_window_reads(
+            {k: os.path.join(tmp, f"{k}.zarr") for k in ("fp16", "int8")}, fp16, plan, args, argv
+        )
         cached = StoreReader(os.path.join(tmp, "fp16.zarr"), cache=True)
         rows_r.append(
             (

@@ -5,6 +5,11 @@ just the chunks covering frames a..b (sharded arrays are read by byte range). Co
 metadata, when present, saves one request per track; tracks written after the last
 `consolidate` are still found by listing.
 
+Local arrays of uncompressed chunks (patch tokens, CLS, audio features) are read straight from
+their chunk files into the output (chunk_files.py: no codec pipeline, checksums checked);
+everything else goes through zarr. `direct=False` or `AUWILD_DIRECT_READ=0` sends every read
+through zarr, the reference the direct read is tested against.
+
 Readers never invent data: a missing chunk file or a missing array of a complete group raises
 MissingChunk, a chunk that does not decode (checksum, compressor) raises CorruptChunk; both are
 one line naming track, array and file (integrity.py).
@@ -20,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from extract.store.chunk_files import ChunkFiles, direct_enabled, plan_chunk_files
 from extract.store.fingerprint import (
     FingerprintMismatch,
     check_same_group,
@@ -55,15 +61,18 @@ class StoreReader:
         cache: bool | int = False,
         storage_options: Mapping[str, Any] | None = None,
         consolidated: bool | None = None,
+        direct: bool | None = None,
     ):
         """`cache`: keep whole arrays in memory after their first read (True, or a byte budget).
-        `consolidated`: use consolidated metadata (None: when present)."""
+        `consolidated`: use consolidated metadata (None: when present).
+        `direct`: read uncompressed local chunk files directly (None: unless AUWILD_DIRECT_READ=0)."""
         self.location = StoreLocation(str(url), dict(storage_options or {}))
         self.url = self.location.url
         meta = self.location.read_json(ROOT_META)
         if meta is None:
             raise StoreNotFound(f"no auwild store at {self.url} (no {ROOT_META})")
         self.attrs: dict = dict(meta.get("attributes", {}))
+        self.direct = self.location.local and (direct_enabled() if direct is None else bool(direct))
         check_schema(self.attrs, self.url)
         store = self.location.zarr_store(read_only=True)
         if self.location.pipeline == "zarrs":  # reads files itself: checked per read (integrity.py)
@@ -247,17 +256,36 @@ class StoreReader:
             self._array_cache[key] = None if attrs is None else TokenStorage.from_attrs(dict(attrs))
         return self._array_cache[key]
 
-    def _raw(self, tid: str, name: str, start: int, stop: int) -> np.ndarray:
+    def chunk_files(self, tid: str, name: str) -> ChunkFiles | None:
+        """How array `name` of track `tid` is read directly (None: through zarr)."""
+        key = (tid, "direct:" + name)
+        if key not in self._array_cache:
+            plan = None
+            if self.direct:
+                arr = self.array(tid, name)
+                plan = plan_chunk_files(self.location.path(arr.path), arr.metadata.to_dict())
+            self._array_cache[key] = plan
+        return self._array_cache[key]
+
+    def _read_range(self, tid: str, name: str, start: int, stop: int) -> np.ndarray:
+        """Stored values of frames start..stop: directly from the chunk files when possible."""
+        plan = self.chunk_files(tid, name)
+        if plan is not None:
+            return plan.read(start, stop, tid, name)
         arr = self.array(tid, name)
+        return read_checked(arr, start, stop, tid, name, self.location.path, self._exists)
+
+    def _raw(self, tid: str, name: str, start: int, stop: int) -> np.ndarray:
         if self._cache_budget == 0:
-            return read_checked(arr, start, stop, tid, name, self.location.path, self._exists)
+            return self._read_range(tid, name, start, stop)
+        arr = self.array(tid, name)
         key = (tid, name)
         with self._lock:
             full = self._mem.get(key)
             if full is not None:
                 self._mem.move_to_end(key)
         if full is None:
-            full = read_checked(arr, 0, arr.shape[0], tid, name, self.location.path, self._exists)
+            full = self._read_range(tid, name, 0, int(arr.shape[0]))
             with self._lock:
                 self._mem[key] = full
                 self._mem_bytes += full.nbytes
@@ -274,7 +302,8 @@ class StoreReader:
         self, tid: str, name: str, start: int = 0, stop: int | None = None, dequantize: bool = True
     ) -> np.ndarray:
         """Frames start..stop of array `name` of track `tid` (int8 tokens -> float32 unless dequantize=False)."""
-        n = self.shape(tid, name)[0]
+        plan = self.chunk_files(tid, name)  # known after the first read: no metadata walk
+        n = plan.shape[0] if plan is not None else self.shape(tid, name)[0]
         stop = n if stop is None else min(int(stop), n)
         start = max(0, int(start))
         values = self._raw(tid, name, start, stop)

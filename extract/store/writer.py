@@ -71,6 +71,7 @@ from extract.store.lease import LEASE_STALE_AFTER, Lease, LeaseLost
 from extract.store.location import StoreLocation, StoreNotFound
 from extract.store.quantize import EncodedTokens, TokenStorage
 from extract.store.schema import (
+    SCALE_SUFFIX,
     SCHEMA_VERSION,
     STATUS_ATTR,
     STATUS_COMPLETE,
@@ -174,17 +175,23 @@ def chunk_codecs(dtype: np.dtype, name: str = "") -> tuple:
     Compression only where it saves at least ~15 % (bench/results/storage.md, measured with
     Blosc zstd level 3 on the synthetic world's store and token-like data at DINOv2-B size):
     - bool masks (face/valid, audio/valid): Blosc zstd, bit-shuffled (saves 94 %);
-    - float32 / float64 (time, face box / landmarks / align / ROIs, int8 token scales): Blosc
-      zstd, byte-shuffled (time 89 %, moving landmarks 24 %, scales 26 %);
+    - float32 / float64 (time, face box / landmarks / align / ROIs): Blosc zstd, byte-shuffled
+      (time 89 %, moving landmarks 24 %);
     - float16 and int8 (patch tokens, CLS, audio features): none — fp16 patch tokens save 8 %,
-      int8 tokens 5 %: compression would cost the reader and the writer for nothing.
+      int8 tokens 5 %: compression would cost the reader and the writer for nothing;
+    - int8 token scales (`<tokens>_scale`, float32): none either. Blosc saves 26 % of them, but
+      they are 0.5 % of an int8 window's bytes, and read through a codec they cost a window read
+      as much as a third of its time; plain, they are read with the tokens, straight from their
+      chunk files (chunk_files.py; bench/results/store_read.md).
     Every chunk then ends with a crc32c checksum, so a flipped byte anywhere fails the read.
     """
     from zarr.codecs import BloscCodec, BloscShuffle, Crc32cCodec
 
     dtype = np.dtype(dtype)
     codecs = []
-    if dtype.kind == "b":
+    if name.endswith(SCALE_SUFFIX):
+        pass  # read with every token window: kept plain (see above)
+    elif dtype.kind == "b":
         codecs.append(BloscCodec(cname="zstd", clevel=3, shuffle=BloscShuffle.bitshuffle))
     elif dtype.kind == "f" and dtype.itemsize >= 4:
         codecs.append(BloscCodec(cname="zstd", clevel=3, shuffle=BloscShuffle.shuffle))

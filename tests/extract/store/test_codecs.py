@@ -130,6 +130,8 @@ def test_codec_rule():
     assert names("float64") == ["BloscCodec", "Crc32cCodec"]
     assert names("float16") == ["Crc32cCodec"]
     assert names("int8") == ["Crc32cCodec"]
+    scale = [type(c).__name__ for c in chunk_codecs(np.dtype("float32"), "visual/d/patch_scale")]
+    assert scale == ["Crc32cCodec"]  # read with every token window: plain, read directly
 
 
 def test_chunk_layout_sized_for_windows():
