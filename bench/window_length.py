@@ -193,6 +193,47 @@ def plot(table: pd.DataFrame, path: Path, trivial: dict | None = None) -> None:
     plt.close(fig)
 
 
+def context_ceiling(data: Path, windows: list[int], split: str = "val") -> pd.DataFrame:
+    """What the data allows, without learning: F1 of each long-range AU on `split` when frames
+    are scored by the share of frames of a centred window (1: the frame alone; 0: the whole
+    track) whose cue the generator put on screen (synth_truth `visible` >= 0.4), one threshold
+    tuned per AU. A perfect burst detector with that much context reaches this F1."""
+    from data_manifest.aus import AU_INDEX
+    from train.thresholds import best_threshold
+
+    truth = json.loads((data / "synth_truth.json").read_text())
+    tids = [t for t, info in truth["tracks"].items() if info["split"] == split]
+    shown: dict[str, list] = {a: [] for a in LONG_RANGE_AUS}
+    labels: dict[str, list] = {a: [] for a in LONG_RANGE_AUS}
+    for tid in tids:
+        with np.load(data / "synth_truth" / f"{tid}.npz") as z:
+            for a in LONG_RANGE_AUS:
+                shown[a].append((z["visible"][:, AU_INDEX[a]] >= 0.4).astype(np.float64))
+                labels[a].append(z["labels"][:, AU_INDEX[a]] == 1)
+    rows = []
+    for w in [1, *windows, 0]:
+        per_au = {}
+        for a in LONG_RANGE_AUS:
+            scores = np.concatenate([density(x, w) for x in shown[a]])  # (N,)
+            target = np.concatenate(labels[a])
+            if target.any():
+                per_au[a] = best_threshold(scores, target)[1]
+        rows.append({"window": w, "f1": float(np.mean(list(per_au.values()))), **per_au})
+    return pd.DataFrame(rows)
+
+
+def density(x: np.ndarray, window: int) -> np.ndarray:
+    """Mean of x (T,) over a centred window of `window` frames (cut at the ends; 0: the whole
+    track, 1: x itself)."""
+    if window == 0:
+        return np.full(len(x), x.mean())
+    csum = np.r_[0.0, np.cumsum(x)]
+    t = np.arange(len(x))
+    lo = np.clip(t - window // 2, 0, len(x))
+    hi = np.clip(t - window // 2 + window, 0, len(x))
+    return (csum[hi] - csum[lo]) / np.maximum(hi - lo, 1)
+
+
 def all_positive(manifest: Path) -> dict[str, float]:
     """Val F1 of marking every frame positive: all AUs, long-range AUs, the others."""
     from bench.proving_ground import all_positive_f1
@@ -208,7 +249,12 @@ def all_positive(manifest: Path) -> dict[str, float]:
 
 
 def to_markdown(
-    table: pd.DataFrame, command: str, world: str, overrides: list[str], trivial: dict | None
+    table: pd.DataFrame,
+    command: str,
+    world: str,
+    overrides: list[str],
+    trivial: dict | None,
+    ceiling: pd.DataFrame | None = None,
 ) -> str:
     lines = [
         "## Window length: the AG-SSM on a synthetic world with long-range AU processes",
@@ -254,6 +300,23 @@ def to_markdown(
         "",
         "![val mean F1 against training window](window_length.png)",
     ]
+    if ceiling is not None and len(ceiling):
+        aus = [a for a in LONG_RANGE_AUS if a in ceiling.columns]
+        lines += [
+            "",
+            "What the data allows, without learning (`context_ceiling`): F1 on validation of the "
+            "long-range AUs with positives there, each frame scored by the share of frames of a "
+            "centred window whose cue is on screen (synth_truth `visible` >= 0.4: a perfect "
+            "burst detector), one threshold tuned per AU. Window 1 is the frame alone, "
+            "'track' the whole track (the subject's level alone).",
+            "",
+            "| context (frames) | long-range AUs F1 | " + " | ".join(aus) + " |",
+            "|---|---|" + "---|" * len(aus),
+        ]
+        for _, r in ceiling.iterrows():
+            w = "track" if r["window"] == 0 else str(int(r["window"]))
+            cells = " | ".join(f"{r[a]:.3f}" for a in aus)
+            lines.append(f"| {w} | {r['f1']:.3f} | {cells} |")
     return "\n".join(lines) + "\n"
 
 
@@ -272,6 +335,7 @@ def write_results(
     overrides: list[str],
     dest: Path,
     trivial: dict | None = None,
+    ceiling: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """window_length.{md,csv,png} in `dest` from the rows done so far."""
     dest.mkdir(parents=True, exist_ok=True)
@@ -279,13 +343,15 @@ def write_results(
     table.to_csv(dest / "window_length.csv", index=False, float_format="%.4f")
     if (table["row"] == "+AG-SSM").any():
         plot(table, dest / "window_length.png", trivial)
-    (dest / "window_length.md").write_text(to_markdown(table, command, world, overrides, trivial))
+    text = to_markdown(table, command, world, overrides, trivial, ceiling)
+    (dest / "window_length.md").write_text(text)
     return table
 
 
 def run(
     store: Path, manifest: Path, out: Path, windows: list[int], frames_per_step: int,
     overrides: list[str], command: str, world: str, dest: Path = RESULTS,
+    ceiling: pd.DataFrame | None = None,
 ) -> pd.DataFrame:  # fmt: skip
     """Every window of the +AG-SSM row, then the +HGA reference; results written after each."""
     plan = [("+AG-SSM", w) for w in windows]
@@ -295,7 +361,7 @@ def run(
     table = pd.DataFrame()
     for row, window in plan:
         results.append(run_row(store, manifest, out, row, window, frames_per_step, overrides))
-        table = write_results(results, command, world, overrides, dest, trivial)
+        table = write_results(results, command, world, overrides, dest, trivial, ceiling)
     return table
 
 
@@ -319,18 +385,27 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
+    built = out / "world_build.json"  # how long the world took, kept for later invocations
+    fresh = not built.exists() and not (out / "data" / "synth_truth.json").exists()
     data, manifest, store = prepare_world(out, args.tracks, args.frames, args.seed)
+    if fresh:
+        built.write_text(json.dumps({"seconds": time.perf_counter() - t0}))
     truth = json.loads((data / "synth_truth.json").read_text())
     s = truth["splits"]
+    took = json.loads(built.read_text())["seconds"] / 60 if built.exists() else None
     world = (
         f"World: `auwild-manifest synth --long-range`, {args.tracks} tracks x {args.frames} "
         f"frames, seed {args.seed} ({s['train']['tracks']} train, {s['val']['tracks']} val "
-        f"tracks); tiny random DINOv2 + WavLM (`--size demo`); built in "
-        f"{(time.perf_counter() - t0) / 60:.1f} min."
+        f"tracks); tiny random DINOv2 + WavLM (`--size demo`)"
+        + (f"; built in {took:.1f} min." if took is not None else ".")
     )
     overrides = [o for o in SYNTH_OVERRIDES if not o.startswith("optim.epochs")]
     overrides.append(f"optim.epochs={args.epochs}")
-    table = run(store, manifest, out, args.windows, args.frames_per_step, overrides, command, world)
+    ceiling = context_ceiling(data, args.windows)
+    table = run(
+        store, manifest, out, args.windows, args.frames_per_step, overrides, command, world,
+        ceiling=ceiling,
+    )  # fmt: skip
     print(table.to_string(index=False))
     print(f"total {(time.perf_counter() - t0) / 60:.1f} min; wrote {RESULTS / 'window_length.md'}")
     return 0

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pandas as pd
 
-from bench.window_length import row_config, run
+from bench.window_length import LONG_RANGE_AUS, context_ceiling, density, row_config, run
+from data_manifest.aus import AU_INDEX, N_AUS
 from tests.train.store_factory import make_dataset
 
 TINY = [
@@ -52,3 +54,33 @@ def test_bench_runs_at_tiny_size(tmp_path):
     # a second run reuses the finished rows (no fit: it returns at once with the same table)
     again = run(store, manifest, tmp_path / "runs", [8, 64], 64, TINY, "cmd", "world", dest)
     pd.testing.assert_frame_equal(again.reset_index(drop=True), table.reset_index(drop=True))
+
+
+def test_density():
+    x = np.array([0, 0, 1, 1, 0, 0], np.float64)
+    np.testing.assert_array_equal(density(x, 1), x)
+    np.testing.assert_allclose(density(x, 0), np.full(6, 1 / 3))
+    np.testing.assert_allclose(density(x, 3), [0, 1 / 3, 2 / 3, 2 / 3, 1 / 3, 0])
+
+
+def test_context_ceiling_rises_with_context(tmp_path):
+    """An episode seen in 6-frame bursts every 30 frames: the frame alone finds the bursts,
+    a window spanning a gap finds the episode."""
+    n, tracks = 400, {}
+    (tmp_path / "synth_truth").mkdir()
+    for k in range(2):
+        labels = np.zeros((n, N_AUS), np.int8)
+        visible = np.zeros((n, N_AUS), np.float32)
+        for a in LONG_RANGE_AUS:
+            j = AU_INDEX[a]
+            labels[100 + 20 * k : 300, j] = 1
+            for s in range(100 + 20 * k, 300, 30):
+                visible[s : s + 6, j] = 0.9
+        np.savez(tmp_path / "synth_truth" / f"t{k}.npz", labels=labels, visible=visible)
+        tracks[f"t{k}"] = {"split": "val"}
+    (tmp_path / "synth_truth.json").write_text(json.dumps({"tracks": tracks}))
+    ceiling = context_ceiling(tmp_path, [32, 64]).set_index("window")
+    # the frame alone does no better than marking every frame positive (F1 2p / (1 + p) ~ 0.65)
+    assert ceiling.loc[1, "f1"] < 0.7
+    assert ceiling.loc[32, "f1"] > 0.9 and ceiling.loc[64, "f1"] > 0.9
+    assert list(ceiling.index) == [1, 32, 64, 0]
