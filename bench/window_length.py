@@ -155,7 +155,12 @@ def run_row(
     return result
 
 
-def plot(table: pd.DataFrame, path: Path, trivial: dict | None = None) -> None:
+def plot(
+    table: pd.DataFrame,
+    path: Path,
+    trivial: dict | None = None,
+    ceiling: pd.DataFrame | None = None,
+) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -177,6 +182,11 @@ def plot(table: pd.DataFrame, path: Path, trivial: dict | None = None) -> None:
         if len(ref):
             ax.axhline(float(ref[prefix + "f1_whole"].iloc[0]), color="grey", ls=":",
                        label="+HGA (frame-wise)")  # fmt: skip
+        if prefix and ceiling is not None and len(ceiling):
+            c = ceiling[ceiling["window"].isin(list(ssm["window"]))]
+            ax.plot(c["window"], c["f1"], "^-.", color="tab:green",
+                    label="data: burst density over the window, no learning")  # fmt: skip
+            ax.legend(fontsize=8)
         if trivial:
             key = prefix + "f1" if prefix else "mean_f1"
             ax.axhline(trivial[key], color="tab:red", ls=":", lw=1, label="all-positive")
@@ -262,7 +272,8 @@ def to_markdown(
         f"Command: `{command}`",
         "",
         f"Setup: {os.cpu_count()} CPU cores, `nice -n 5`, a shared machine (times move with "
-        f"the load). {world} Every row is the abaw10 ablation row's recipe with "
+        f"the load). {world} Frames/step is batch x window (`optim.frames_per_step`, except "
+        "where one window is longer). Every row is the abaw10 ablation row's recipe with "
         f"`--set {' '.join(overrides)}`, `data.stride` = window / 2, `data.eval_window=0` (the "
         "checkpoint is chosen on whole-track validation). Validation mean F1 at thresholds "
         "tuned on validation (as `fit` reports it), of the best checkpoint, predicted on whole "
@@ -277,7 +288,7 @@ def to_markdown(
     ]
     for _, r in table.iterrows():
         lines.append(
-            f"| {r['row']} | {r['window']} | {r['frames_per_step']} | {r['batch']} | "
+            f"| {r['row']} | {r['window']} | {r['batch'] * r['window']} | {r['batch']} | "
             f"{r['f1_whole']:.3f} | {r['f1_eval64']:.3f} | {r['long_range_f1_whole']:.3f} / "
             f"{r['long_range_f1_eval64']:.3f} | {r['other_f1_whole']:.3f} / "
             f"{r['other_f1_eval64']:.3f} | {r['best_epoch']}/{r['epochs']} | "
@@ -342,7 +353,7 @@ def write_results(
     table = table_of(results)
     table.to_csv(dest / "window_length.csv", index=False, float_format="%.4f")
     if (table["row"] == "+AG-SSM").any():
-        plot(table, dest / "window_length.png", trivial)
+        plot(table, dest / "window_length.png", trivial, ceiling)
     text = to_markdown(table, command, world, overrides, trivial, ceiling)
     (dest / "window_length.md").write_text(text)
     return table
