@@ -83,7 +83,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 
 def _cmd_synth(args: argparse.Namespace) -> int:
-    from data_manifest.synth import SynthConfig, generate_synthetic
+    from data_manifest.synth import LongRangeConfig, SynthConfig, generate_synthetic
 
     if args.n_tracks < 1 or args.frames < 2:
         raise UserError(
@@ -96,6 +96,7 @@ def _cmd_synth(args: argparse.Namespace) -> int:
         crop_size=args.crop_size,
         codec=args.codec,
         effect_scale=args.effect_scale,
+        long_range=LongRangeConfig() if args.long_range else None,
     )
     try:
         truth = generate_synthetic(
@@ -171,6 +172,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--effect-scale", type=float, default=1.0, help="multiplies the visible AU effects"
+    )
+    p.add_argument(
+        "--long-range",
+        action="store_true",
+        help="some AUs follow slow episodes seen only in bursts, at per-subject rates "
+        "(context over seconds matters; default off)",
     )
     p.add_argument(
         "--overwrite", action="store_true", help="replace an earlier synthetic dataset in --out"

@@ -10,11 +10,15 @@ little before the lips part.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from data_manifest.aus import AU_INDEX, N_AUS
 from data_manifest.synth.config import SynthConfig
+
+if TYPE_CHECKING:
+    from data_manifest.synth.long_range import LongRangeAU
 
 
 @dataclass
@@ -37,6 +41,9 @@ class FaceActivity:
     intensity: np.ndarray  # (T, 12) float32 in [0, 1]
     labels: np.ndarray  # (T, 12) int8, intensity >= threshold
     speaking: np.ndarray  # (T,) bool, this face's utterances on the audio timeline
+    # (T, 12) float32 intensities the face shows, where they differ from the labelled ones
+    # (long-range AUs, seen only in bursts); None: the face shows `intensity`.
+    visible: np.ndarray | None = None
 
 
 def sample_events(
@@ -131,8 +138,11 @@ def face_activity(
     n_frames: int,
     utterances: list[Utterance],
     face: int,
+    long_range: dict[str, LongRangeAU] | None = None,
 ) -> FaceActivity:
-    """AU intensities (T, 12) of face `face` given the video's utterances."""
+    """AU intensities (T, 12) of face `face` given the video's utterances; the AUs of
+    `long_range` (drawn beforehand from a stream of their own) replace their ordinary events:
+    their labels follow the episode state, their visible intensity the bursts."""
     fps = cfg.fps
     dur = (max(3, int(cfg.au_duration_s[0] * fps)), max(4, int(cfg.au_duration_s[1] * fps)))
     rates = cfg.au_rates
@@ -164,12 +174,23 @@ def face_activity(
             la, lb = min(utt.loud[0] + lead, n_frames), min(utt.loud[1] + lead, n_frames)
             jaw = envelope(rng, n_frames, [(la, lb)], amp=(0.7, 1.0))
             inten[:, AU_INDEX["AU26"]] = np.maximum(inten[:, AU_INDEX["AU26"]], jaw)
-    # Incompatible pairs: corners cannot go up and down at once; pressed lips are closed;
-    # a dropped jaw opens the lips.
+    visible = None
+    if long_range:
+        visible = inten.copy()  # (T, 12)
+        for name, lr in long_range.items():
+            inten[:, AU_INDEX[name]] = lr.label
+            visible[:, AU_INDEX[name]] = lr.visible
+        exclusions(visible)
+    exclusions(inten)
+    labels = (inten >= cfg.label_threshold).astype(np.int8)
+    return FaceActivity(intensity=inten, labels=labels, speaking=speaking, visible=visible)
+
+
+def exclusions(inten: np.ndarray) -> None:
+    """Incompatible pairs, in place on (T, 12) intensities: corners cannot go up and down at
+    once; pressed lips are closed; a dropped jaw opens the lips."""
     au = AU_INDEX
     inten[:, au["AU15"]] *= inten[:, au["AU12"]] < 0.2
     inten[:, au["AU24"]] *= inten[:, au["AU25"]] < 0.2
     inten[:, au["AU23"]] *= inten[:, au["AU25"]] < 0.5
     inten[:, au["AU25"]] = np.maximum(inten[:, au["AU25"]], inten[:, au["AU26"]] * 0.9)
-    labels = (inten >= cfg.label_threshold).astype(np.int8)
-    return FaceActivity(intensity=inten, labels=labels, speaking=speaking)

@@ -24,6 +24,28 @@ DEFAULT_AU_RATES: dict[str, float] = {
 
 
 @dataclass
+class LongRangeConfig:
+    """AU processes whose state outlasts any short window (opt-in: `SynthConfig.long_range`).
+
+    Each AU in `aus` follows a slow hidden episode state (seconds long) instead of its ordinary
+    short events, and the label is that state. The face shows the AU only in short bursts
+    while the episode lasts (and in rarer stray bursts outside episodes, not labelled), so a
+    single frame between bursts looks exactly like a frame with the AU off: only the density
+    of bursts over the surrounding seconds tells. How often a subject's episodes occur is a
+    per-track level (high or low), which a model can only read from a long view of the track.
+    """
+
+    aus: tuple[str, ...] = ("AU2", "AU4", "AU10")  # AUs driven by slow episodes
+    episode_s: tuple[float, float] = (4.0, 12.0)  # episode durations, s
+    high_share: float = 0.5  # chance that a subject has the AU's high episode rate
+    rate_high: tuple[float, float] = (0.35, 0.6)  # share of time in episodes, high subjects
+    rate_low: tuple[float, float] = (0.03, 0.12)  # share of time in episodes, low subjects
+    burst_s: tuple[float, float] = (0.3, 0.7)  # visible burst durations, s
+    burst_gap_s: tuple[float, float] = (1.0, 3.0)  # gaps between bursts within an episode, s
+    stray_every_s: float = 8.0  # mean interval between stray bursts outside episodes, s
+
+
+@dataclass
 class SynthConfig:
     """Parameters of `generate_synthetic`; all randomness derives from `seed`."""
 
@@ -54,3 +76,6 @@ class SynthConfig:
     lighting_drift: float = 0.22  # amplitude of the slow global gain drift
     pose_jitter_deg: float = 5.0  # head rotation range in the video (degrees)
     align_jitter: float = 0.015  # residual alignment error of the crops (share of the crop)
+    # AU processes with long-range structure (None: off, the dataset is exactly the one
+    # without this option; its randomness comes from a stream of its own).
+    long_range: LongRangeConfig | None = None

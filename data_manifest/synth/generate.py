@@ -6,6 +6,11 @@ DIR/ABAW_Annotations/AU_Detection_Challenge/{Train_Set,Validation_Set}/<track>.t
 DIR/test_tracks.txt                           test tracks (no annotation files)
 DIR/synth_truth.json                          seed, parameters, splits, counts, gaps
 DIR/synth_truth/<track>.npz                   clean labels, intensities, landmarks, boxes
+
+With `SynthConfig.long_range` set, some AUs follow slow episodes seen only in bursts
+(`long_range.py`); synth_truth.json then records each track's episodes and subject levels
+under "long_range", and each npz also holds `visible` (the intensities the face shows) and
+`long_range_state` (the hidden episode state). Without it the output is exactly as before.
 """
 
 from __future__ import annotations
@@ -19,11 +24,12 @@ from pathlib import Path
 import numpy as np
 
 from data_manifest.annotations import write_annotation_file
-from data_manifest.aus import AUS
+from data_manifest.aus import AU_INDEX, AUS
 from data_manifest.synth.au_process import face_activity, sample_utterances
 from data_manifest.synth.audio import synthesize_audio
 from data_manifest.synth.config import SynthConfig
 from data_manifest.synth.face_render import AU_REGIONS, Occluder, random_identity, render_face
+from data_manifest.synth.long_range import long_range_au, truth_of
 from data_manifest.synth.nuisance import apply_camera, camera_timeline, face_timeline
 
 log = logging.getLogger(__name__)
@@ -198,7 +204,16 @@ def _render_video(
     base_f0 = rng.permutation([rng.uniform(100, 140), rng.uniform(180, 230)])[:n_faces]
     for u in utts:
         u.f0 = float(base_f0[u.owner] * rng.uniform(0.92, 1.08))
-    acts = [face_activity(rng, cfg, n, utts, k) for k in range(n_faces)]
+    slow = [{} for _ in range(n_faces)]
+    if cfg.long_range is not None:
+        # A stream of its own, so that everything else stays as without the option.
+        own = np.random.SeedSequence(seed.entropy, spawn_key=(*seed.spawn_key, 1_000))
+        lr_rng = np.random.default_rng(own)
+        slow = [
+            {au: long_range_au(lr_rng, cfg.long_range, n, cfg.fps) for au in cfg.long_range.aus}
+            for _ in range(n_faces)
+        ]
+    acts = [face_activity(rng, cfg, n, utts, k, slow[k] or None) for k in range(n_faces)]
     people = [random_identity(rng) for _ in range(n_faces)]
     faces = [face_timeline(rng, cfg, n) for _ in range(n_faces)]
     cam = camera_timeline(rng, cfg, n)
@@ -236,9 +251,10 @@ def _render_video(
         true_maps = []
         for k in range(n_faces):
             ft = faces[k]
+            shown = acts[k].intensity if acts[k].visible is None else acts[k].visible
             img, alpha, lm = render_face(
                 people[k],
-                acts[k].intensity[t] * cfg.effect_scale,
+                shown[t] * cfg.effect_scale,
                 RENDER_SIZE,
                 lighting=(float(ft.light[t, 0]), float(ft.light[t, 1])),
                 occluders=ft.occluders[t],
@@ -290,8 +306,15 @@ def _render_video(
             annotated = ANNOTATION_DIR / SPLIT_DIRS[plan.split] / f"{tid}.txt"
             write_annotation_file(out / annotated, ann)
             n_annotated = int((ann != -1).any(1).sum())
+        extra = {}
+        if slow[k]:
+            state = np.zeros(act.labels.shape, bool)  # (T, 12)
+            for au, lr in slow[k].items():
+                state[:, AU_INDEX[au]] = lr.state
+            extra = {"visible": act.visible, "long_range_state": state}
         np.savez_compressed(
             out / "synth_truth" / f"{tid}.npz",
+            **extra,
             labels=act.labels,
             intensity=act.intensity,
             speaking=act.speaking,
@@ -315,6 +338,10 @@ def _render_video(
             "positive_rate": {au: float(r) for au, r in zip(AUS, act.labels.mean(0))},
             "speaking_rate": float(act.speaking.mean()),
         }
+        if slow[k]:
+            truth[tid]["long_range"] = {
+                au: truth_of(lr, act.labels[:, AU_INDEX[au]]) for au, lr in slow[k].items()
+            }
     return truth
 
 
@@ -326,6 +353,10 @@ def generate_synthetic(
 ) -> dict:
     """Write the dataset to `out_dir` and return the truth that is also written to synth_truth.json."""
     cfg = cfg or SynthConfig()
+    if cfg.long_range is not None:
+        unknown = [au for au in cfg.long_range.aus if au not in AU_INDEX]
+        if unknown:
+            raise ValueError(f"long_range.aus: unknown AU(s) {unknown}; known: {list(AUS)}")
     out = Path(out_dir).resolve()
     existing = [name for name in _OUTPUTS if (out / name).exists()]
     if existing and not overwrite:
@@ -364,10 +395,13 @@ def generate_synthetic(
             "valid_frames": sum(i["n_valid"] for i in part),
             "annotated_frames": sum(i["n_annotated"] for i in part),
         }
+    params = asdict(cfg)
+    if cfg.long_range is None:
+        del params["long_range"]  # off: the truth file reads as it did before the option
     truth = {
         "generator": "auwild synthetic Aff-Wild2 layout",
         "seed": cfg.seed,
-        "params": asdict(cfg),
+        "params": params,
         "au_regions": {au: [list(b) for b in boxes] for au, boxes in AU_REGIONS.items()},
         "videos": {p.name: {"tracks": p.tracks, "split": p.split} for p in plans},
         "tracks": tracks,
