@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 
 _CACHE_ROOT = tempfile.mkdtemp(prefix="auwild-test-cache-")
@@ -14,6 +15,11 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 import pytest  # noqa: E402
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """The caches go with the session: a run leaves nothing behind in the temp folder."""
+    shutil.rmtree(_CACHE_ROOT, ignore_errors=True)
 
 
 def pytest_collection_modifyitems(config, items):
