@@ -46,7 +46,9 @@ def _serve(monkeypatch, server_cls):
     import s3fs
 
     fs = s3fs.S3FileSystem(**opts)
-    fs.mkdir(BUCKET)  # in the client region (us-east-1 would be refused as a location constraint)
+    # in the client region (us-east-1 would be refused as a location constraint); moto keeps its
+    # buckets in the process, so a server started by an earlier test module may already hold it
+    fs.makedirs(BUCKET, exist_ok=True)
     try:
         yield fs, opts
     finally:
