@@ -24,11 +24,33 @@ _DINO_WAVLM = {
 _DATA = {"normalize": "track"}
 _OPTIM = {"epochs": 30, "weight_decay": 0.1}
 
+# Representations without a foundation model: FHOG of the aligned crop, landmark geometry and
+# log-mel audio (`auwild-extract run --visual classical --audio logmel`).
+_CLASSICAL = {
+    "cls": "visual/classical/cls",
+    "geometry": "visual/classical/geometry",
+    "audio": "audio/logmel",
+}
+
 RECIPES: dict[str, dict[str, Any]] = {
     # Frame-wise MLP on DINOv2 CLS features, no audio, no time context, BCE.
     "baseline": {
         "data": {"features": {"cls": "visual/dinov2/cls"}, **_DATA},
         "model": {"name": "frame_mlp", "hidden": 256, "dropout": 0.1, "use_audio": False},
+        "loss": {"name": "bce"},
+        "optim": dict(_OPTIM),
+    },
+    # The same frame-wise MLP without foundation models: crop FHOG + landmark geometry (OpenFace's
+    # features) and log-mel audio, BCE. The ABAW10 ablation's first row.
+    "classical": {
+        "data": {"features": dict(_CLASSICAL), **_DATA},
+        "model": {
+            "name": "frame_mlp",
+            "hidden": 256,
+            "dropout": 0.1,
+            "use_audio": True,
+            "extra": ["geometry"],
+        },
         "loss": {"name": "bce"},
         "optim": dict(_OPTIM),
     },
@@ -66,10 +88,18 @@ def _row(base: str, **changes: Any) -> dict[str, Any]:
     return recipe
 
 
-# The rows of the ABAW10 ablation table, in order: each adds one component.
+# Plain BCE: no positive weights, as the paper's rows before +ASL imply.
+_PLAIN = {"pos_weight": "none"}
+_AGSSM_BCE = {"model": {"name": "hga_agssm", "pool": "flat"}, "loss": {"name": "bce"}}
+
+# The rows of the ABAW10 ablation table, in order: each adds one component. The baseline is the
+# frame-wise MLP without foundation models (classical face and audio features), +FM the same MLP
+# on DINOv2 CLS + WavLM, so the step measures the representations alone. Every row before +ASL
+# trains with plain BCE. "weighted BCE" is +AG-SSM with automatic positive weights, the other
+# imbalance remedy set beside ASL, reported as its own row.
 ABLATIONS: dict[str, list[tuple[str, dict[str, Any]]]] = {
     "abaw10": [
-        ("baseline", _row("baseline")),
+        ("baseline", _row("classical", imbalance=dict(_PLAIN))),
         (
             "+FM",
             _row(
@@ -80,6 +110,7 @@ ABLATIONS: dict[str, list[tuple[str, dict[str, Any]]]] = {
                     "features": {"cls": "visual/dinov2/cls", "audio": "audio/wavlm"},
                     **_DATA,
                 },
+                imbalance=dict(_PLAIN),
             ),
         ),
         (
@@ -88,13 +119,15 @@ ABLATIONS: dict[str, list[tuple[str, dict[str, Any]]]] = {
                 "abaw10",
                 model={"name": "hga_mlp", "use_audio": True, "pool": "flat"},
                 loss={"name": "bce"},
+                imbalance=dict(_PLAIN),
             ),
         ),
-        (
-            "+AG-SSM",
-            _row("abaw10", model={"name": "hga_agssm", "pool": "flat"}, loss={"name": "bce"}),
-        ),
+        ("+AG-SSM", _row("abaw10", **copy.deepcopy(_AGSSM_BCE), imbalance=dict(_PLAIN))),
         ("+ASL", _row("abaw10")),
+        (
+            "weighted BCE",
+            _row("abaw10", **copy.deepcopy(_AGSSM_BCE), imbalance={"pos_weight": "auto"}),
+        ),
     ],
 }
 
