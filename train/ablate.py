@@ -1,11 +1,11 @@
 """The ablation table: the rows of a recipe's ablation trained on one store and split.
 
-Each row (e.g. abaw10: baseline, +FM, +HGA, +AG-SSM, +ASL) is fitted for every seed into
+Each row (e.g. abaw10: baseline, +FM, +HGA, +AG-SSM, +ASL, weighted BCE) is fitted per seed into
 DIR/<i>_<row>/seed<k>/ and scored on the validation split at its tuned thresholds.
 DIR/ablation.csv has columns row, mean_f1 (thresholds tuned on val, optimistic), honest_mean_f1
 (thresholds from the other half of val's tracks; `train.predict.honest_f1`), one per AU
-(optimistic; means over seeds) and, with several seeds, <column>_std. Finished fits are reused, so a killed ablation resumes. `--set` overrides
-apply to every row, except that `model.<arg>` reaches only rows whose model takes <arg>, and
+(optimistic; means over seeds) and, with several seeds, <column>_std. Finished fits are
+reused, so a killed ablation resumes. `--set` overrides apply to every row, except that `model.<arg>` reaches only rows whose model takes <arg>, and
 `loss.<arg>` only rows whose loss takes it.
 """
 

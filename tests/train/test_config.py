@@ -57,7 +57,8 @@ def test_recipes_print_and_ablation_rows():
     resolved = {r: resolve(None, recipe=spec) for r, spec in ABLATIONS["abaw10"]}
     # the baseline reads no foundation model: classical face features and log-mel audio
     paths = set(resolved["baseline"].data.features.values())
-    assert paths == {"visual/classical/cls", "visual/classical/geometry", "audio/logmel"}
+    classical = {f"visual/classical/{k}" for k in ("cls", "geometry", "regions")}
+    assert paths == classical | {"audio/logmel"}
     # +FM is the same frame-wise model on DINOv2 CLS and WavLM
     assert resolved["+FM"].model["name"] == resolved["baseline"].model["name"] == "frame_mlp"
     assert set(resolved["+FM"].data.features.values()) == {"visual/dinov2/cls", "audio/wavlm"}
