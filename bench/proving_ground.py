@@ -3,20 +3,33 @@ component help where the data says it should?
 
     python -m bench.proving_ground [--tracks 24] [--frames 300] [--seeds 2] [--out DIR]
 
-Steps: a synthetic dataset with a fixed seed, tiny random encoders, one store, the ABAW10
-ablation rows (`auwild-train ablate`), and the trivial predictor that marks every frame
-positive. Checks (all on the validation split):
+Steps: a synthetic dataset with a fixed seed, tiny random encoders, one store (DINOv2 and the
+classical FHOG + geometry features, WavLM and log-mel audio), the ABAW10 ablation rows
+(`auwild-train ablate`: baseline, +FM, +HGA, +AG-SSM, +ASL, weighted BCE), and the trivial
+predictor that marks every frame positive. Checks (all on the validation split):
 
 - the full system (+ASL) beats the all-positive predictor by at least 0.25 mean F1;
+- the FM step as it stands here: the classical baseline (FHOG of the crop, landmark geometry,
+  log-mel) over the same frame-wise MLP on the tiny random DINOv2 CLS and WavLM (+FM). The
+  synthetic AUs are drawn geometric changes of a face, which FHOG reads almost exactly, while a
+  tiny random "foundation" model is an untrained patch encoder: the step the paper measures
+  (+15.9 points from foundation models) cannot show on this world, and the check says which
+  way it goes here rather than claiming the paper's direction;
 - HGA beats pooled features (+FM) on the region-local AUs;
-- audio helps AU25/AU26: +FM (CLS + audio) over the baseline (CLS alone), and the audio-guided
-  temporal model (+AG-SSM) over frame-wise +HGA on the frames whose mouth is hidden (where the
-  lips cannot be seen, the voice and the neighbouring frames must tell);
+- the audio-guided temporal model (+AG-SSM) over frame-wise +HGA on AU25/AU26 on the frames
+  whose mouth is hidden (where the lips cannot be seen, the voice and the neighbouring frames
+  must tell);
 - temporal modelling (+AG-SSM) helps under frame noise: mean F1 over +HGA, overall and on the
   frames the generator spoiled (corrupted, occluded, mouth hidden).
-The asymmetric loss (+ASL against +AG-SSM, BCE with automatic positive weights) is reported, not
-checked: here the two imbalance remedies are within one seed's noise of each other
-(bench/results/proving_ground_diagnosis.md).
+Every row before +ASL trains with plain BCE (no positive weights). The asymmetric loss (+ASL
+against +AG-SSM) and BCE with automatic positive weights (the "weighted BCE" row, +AG-SSM's
+model) are reported, not checked: one seed does not tell them apart
+(bench/results/proving_ground_diagnosis.md). With the classical baseline reading log-mel audio,
+no row lacks audio, so audio alone is not checked apart from the hidden-mouth claim.
+
+Every F1 is given twice: at thresholds tuned on the validation split (optimistic, as the
+paper's tables) and at thresholds from the other half of the validation tracks (honest); the
+checks use the optimistic figure, as the table's rows do.
 
 Writes bench/results/proving_ground.md (the table and the margins) and prints it.
 """
@@ -32,6 +45,8 @@ import numpy as np
 import pandas as pd
 
 from bench.synthetic_world import ablate, extract, prepare
+
+HONEST = "honest_mean_f1"  # ablation.csv column (train.predict.HONEST_KEY)
 
 HERE = Path(__file__).resolve().parent
 # Sizes for the synthetic world (a few thousand training frames of tiny random features): the
@@ -50,6 +65,9 @@ SYNTH_OVERRIDES = (
     "optim.epochs=45",
     "loss.gamma_neg=2",
 )
+ROWS = ("baseline", "+FM", "+HGA", "+AG-SSM", "+ASL", "weighted BCE")
+# Rows the checks read; the slow test trains only these (the last row is reported only).
+CHECKED_ROWS = ROWS[:-1]
 REGION_LOCAL_AUS = ("AU1", "AU2", "AU4", "AU6", "AU7", "AU10", "AU12", "AU15", "AU23", "AU24")
 AUDIO_AUS = ("AU25", "AU26")
 
@@ -128,6 +146,9 @@ def subset_scores(ablation: Path, data: Path, rows: list[str], seeds: int) -> pd
     return pd.DataFrame(out).set_index("row")
 
 
+FM_CLAIM = "the FM step on this world: classical baseline over +FM, mean F1"
+
+
 def checks(
     table: pd.DataFrame, trivial: dict[str, float], subsets: pd.DataFrame
 ) -> list[tuple[str, float, float, bool]]:
@@ -145,15 +166,11 @@ def checks(
     hidden, spoiled = subsets["mouth_hidden_au25_26"], subsets["spoiled_mean_f1"]
     return [
         ("+ASL mean F1 >= all-positive + 0.25", full, target, full >= target),
+        over(FM_CLAIM, rows.loc["baseline", "mean_f1"], rows.loc["+FM", "mean_f1"]),
         over(
             "+HGA over +FM on region-local AUs",
             mean("+HGA", REGION_LOCAL_AUS),
             mean("+FM", REGION_LOCAL_AUS),
-        ),
-        over(
-            "audio (+FM) over no audio (baseline) on AU25/AU26",
-            mean("+FM", AUDIO_AUS),
-            mean("baseline", AUDIO_AUS),
         ),
         over(
             "+AG-SSM over +HGA on AU25/AU26 where the mouth is hidden",
@@ -173,23 +190,60 @@ def checks(
     ]
 
 
+def reported(table: pd.DataFrame) -> list[tuple[str, float, float]]:
+    """(comparison, row, reference) of the imbalance remedies, reported and not checked: mean
+    F1, optimistic and honest, for the rows the table has."""
+    rows = table.set_index("row")
+    pairs = [("+ASL", "+AG-SSM"), ("weighted BCE", "+AG-SSM"), ("+ASL", "weighted BCE")]
+    out = []
+    for ours, ref in pairs:
+        if ours in rows.index and ref in rows.index:
+            for col, what in (("mean_f1", "optimistic"), (HONEST, "honest")):
+                name = f"{ours} against {ref}, mean F1 ({what})"
+                out.append((name, float(rows.loc[ours, col]), float(rows.loc[ref, col])))
+    return out
+
+
 def run(
-    out: Path, tracks: int, frames: int, seeds: int, seed: int
+    out: Path, tracks: int, frames: int, seeds: int, seed: int, rows: tuple[str, ...] = ROWS
 ) -> tuple[pd.DataFrame, dict, pd.DataFrame, list]:
+    """Everything under `out`, training the ablation `rows` (all by default; the checks need
+    CHECKED_ROWS) -> (table, all-positive F1, frame subsets, checks)."""
     out.mkdir(parents=True, exist_ok=True)
     data, models, manifest = prepare(out, tracks, frames, seed)
     store = out / "features.zarr"
     extract(
         manifest,
         store,
-        f"dinov2={models / 'dinov2'}",
+        f"dinov2={models / 'dinov2'},classical",
         f"wavlm={models / 'wavlm'},logmel",
         "--no-progress",
     )
-    table = pd.read_csv(ablate(store, manifest, out / "ablation", seeds, SYNTH_OVERRIDES))
+    chosen = None if tuple(rows) == ROWS else list(rows)
+    csv = ablate(store, manifest, out / "ablation", seeds, SYNTH_OVERRIDES, rows=chosen)
+    table = pd.read_csv(csv)
     trivial = all_positive_f1(pd.read_parquet(manifest))
-    subsets = subset_scores(out / "ablation", data, ["+HGA", "+AG-SSM", "+ASL"], seeds)
+    temporal = [r for r in ("+HGA", "+AG-SSM", "+ASL", "weighted BCE") if r in rows]
+    subsets = subset_scores(out / "ablation", data, temporal, seeds)
     return table, trivial, subsets, checks(table, trivial, subsets)
+
+
+def fm_note(table: pd.DataFrame) -> str:
+    """What the FM step is on this world, in figures, and why it is not the paper's."""
+    rows = table.set_index("row")
+    f1 = rows["mean_f1"]
+    best = str(f1.idxmax())
+    return (
+        "**The FM step on this world.** The paper's step from the baseline to foundation models "
+        "(36.50 to 52.41 mean F1 on Aff-Wild2) is not reproduced here: the classical baseline "
+        f"scores {f1['baseline']:.3f} and +FM {f1['+FM']:.3f} (honest "
+        f"{rows.loc['baseline', HONEST]:.3f} and {rows.loc['+FM', HONEST]:.3f}); the best row is "
+        f"{best} ({f1[best]:.3f}). The synthetic AUs are drawn geometric changes of one face, "
+        'which the FHOG of the crop reads almost directly, while the "foundation" models are '
+        "tiny random encoders (an untrained patch embedding and a few random layers), so this "
+        "world cannot show what pretrained DINOv2 and WavLM add; that is a question for "
+        "Aff-Wild2. The check above records the direction measured here."
+    )
 
 
 def to_markdown(
@@ -197,26 +251,35 @@ def to_markdown(
 ) -> str:
     from data_manifest.aus import AUS
 
-    cols = ["row", "mean_f1", *AUS]
     lines = [
         "## Proving ground: the ABAW10 ablation on the synthetic AU world",
         "",
         f"Command: `{command}`",
         "",
         f"Setup: {os.cpu_count()} CPU cores; tiny random DINOv2 (8 x 8 patch grid) and WavLM "
-        "(`auwild-extract tiny-models --size demo`); every row trained with "
-        f"`--set {' '.join(SYNTH_OVERRIDES)}`. Validation mean F1 at tuned thresholds; with "
-        "several seeds, every figure is the mean over them.",
+        "(`auwild-extract tiny-models --size demo`), classical FHOG + landmark geometry and "
+        "log-mel audio; every row trained with "
+        f"`--set {' '.join(SYNTH_OVERRIDES)}`. Validation mean F1: **F1** at thresholds tuned on "
+        "the validation split (optimistic, as the paper's tables), **honest** at thresholds from "
+        "the other half of the validation tracks (each half decided by the other's thresholds, "
+        "decisions pooled); the best epoch is chosen on validation in both. Per-AU columns are "
+        "the optimistic F1. With several seeds, every figure is the mean over them. Rows up to "
+        "+AG-SSM train with plain BCE; weighted BCE is +AG-SSM with automatic positive weights.",
         "",
-        "| " + " | ".join(cols) + " |",
-        "|" + "---|" * len(cols),
+        "| row | F1 | honest | " + " | ".join(AUS) + " |",
+        "|" + "---|" * (3 + len(AUS)),
     ]
+    several = "mean_f1_std" in table.columns
     for _, r in table.iterrows():
-        cells = [f"{r[c]:.3f}" for c in cols[1:]]
-        if "mean_f1_std" in table.columns:  # several seeds: mean +- standard deviation
-            cells[0] += f" ± {r['mean_f1_std']:.3f}"
+        f1 = f"{r['mean_f1']:.3f}" + (f" ± {r['mean_f1_std']:.3f}" if several else "")
+        honest = f"{r[HONEST]:.3f}" + (f" ± {r[HONEST + '_std']:.3f}" if several else "")
+        cells = [f1, honest] + [f"{r[a]:.3f}" for a in AUS]
         lines.append("| " + " | ".join([str(r["row"]), *cells]) + " |")
-    lines.append("| all-positive | " + " | ".join(f"{trivial[c]:.3f}" for c in cols[1:]) + " |")
+    lines.append(
+        "| all-positive | "
+        + " | ".join([f"{trivial['mean_f1']:.3f}", "-"] + [f"{trivial[a]:.3f}" for a in AUS])
+        + " |"
+    )
     lines += [
         "",
         "Frame subsets of the validation split (from synth_truth): mean F1 on the spoiled frames "
@@ -230,6 +293,18 @@ def to_markdown(
     lines += ["", "| check | ours | reference | passed |", "|---|---|---|---|"]
     for claim, ours, ref, ok in results:
         lines.append(f"| {claim} | {ours:.3f} | {ref:.3f} | {'yes' if ok else 'NO'} |")
+    compared = reported(table)
+    if compared:
+        lines += [
+            "",
+            "Reported, not checked (the imbalance remedies; one seed does not tell them apart):",
+            "",
+            "| comparison | row | reference | difference |",
+            "|---|---|---|---|",
+        ]
+        for name, ours, ref in compared:
+            lines.append(f"| {name} | {ours:.3f} | {ref:.3f} | {ours - ref:+.3f} |")
+    lines += ["", fm_note(table)]
     return "\n".join(lines) + "\n"
 
 
@@ -260,6 +335,7 @@ def main(argv: list[str] | None = None) -> int:
                 "trivial": trivial,
                 "subsets": subsets.to_dict(orient="index"),
                 "checks": [list(r) for r in results],
+                "reported": [list(r) for r in reported(table)],
             },
             indent=2,
         )

@@ -52,9 +52,12 @@ def ablate(
     overrides: list[str] | tuple[str, ...],
     env: dict | None = None,
     recipe: str = "abaw10",
+    rows: list[str] | tuple[str, ...] | None = None,
 ) -> Path:
-    """`auwild-train ablate --recipe RECIPE` with `--set overrides` -> the ablation.csv path."""
+    """`auwild-train ablate --recipe RECIPE` with `--set overrides` (only `rows` when given)
+    -> the ablation.csv path."""
+    chosen = ["--rows", *rows] if rows else []
     step("train", "ablate", "--recipe", recipe, "--store", str(store), "--manifest",
-         str(manifest), "--out", str(out), "--seeds", str(seeds), "--set", *overrides,
+         str(manifest), "--out", str(out), "--seeds", str(seeds), *chosen, "--set", *overrides,
          env=env)  # fmt: skip
     return out / "ablation.csv"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -204,7 +205,7 @@ def test_run_predict_equals_predict_split(api_data):
     assert run.arrays == ["visual/dinov2/cls", "face/valid"]
     _, meta = load_checkpoint(Path(run_dir) / "best.pt")
     assert np.array_equal(run.thresholds, thresholds_of(meta)) and run.thresholds.shape == (12,)
-    assert run.config.to_dict() == meta["config"]
+    assert json.loads(json.dumps(run.config.to_dict())) == meta["config"]  # tuples as lists
     for track in preds.order:
         probs, decisions = run.predict(store.window(track, run.arrays))
         assert probs.shape == (store.n_frames(track), 12) and probs.dtype == np.float32

@@ -1,11 +1,13 @@
 """The ablation table: the rows of a recipe's ablation trained on one store and split.
 
-Each row (e.g. abaw10: baseline, +FM, +HGA, +AG-SSM, +ASL) is fitted for every seed into
+Each row (e.g. abaw10: baseline, +FM, +HGA, +AG-SSM, +ASL, weighted BCE) is fitted per seed into
 DIR/<i>_<row>/seed<k>/ and scored on the validation split at its tuned thresholds.
-DIR/ablation.csv has columns row, mean_f1, one per AU (means over seeds) and, with several
-seeds, <column>_std. Finished fits are reused, so a killed ablation resumes. `--set` overrides
-apply to every row, except that `model.<field>` reaches only rows whose model's config has
-<field>, and `loss.<field>` only rows whose loss's config has it.
+DIR/ablation.csv has columns row, mean_f1 (thresholds tuned on val, optimistic), honest_mean_f1
+(thresholds from the other half of val's tracks; `train.predict.honest_f1`), one per AU
+(optimistic; means over seeds) and, with several seeds, <column>_std. Finished fits are
+reused, so a killed ablation resumes. `--set` overrides apply to every row, except that
+`model.<field>` reaches only rows whose model's config has <field>, and `loss.<field>` only rows
+whose loss's config has it.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from data_manifest.aus import AUS
 from data_manifest.user_error import UserError
 from train.config import ConfigError, TrainConfig, spec_classes
 from train.loop import LossFactory, fit
-from train.predict import evaluate_run
+from train.predict import HONEST_KEY, evaluate_run
 from train.recipes import ABLATIONS, resolve
 
 log = logging.getLogger(__name__)
@@ -122,10 +124,14 @@ def ablate(
             log.info("ablation %s row %s seed %d -> %s", recipe, name, seed, run)
             fit(config, store, manifest, run, progress=progress, loss_factory=loss_factory)
             metrics = evaluate_run(run, "val")
-            scores.append([metrics["mean_f1"]] + [metrics["per_au_f1"][a] or 0.0 for a in AUS])
-        arr = np.asarray(scores, dtype=np.float64)  # (seeds, 1 + 12)
+            honest = metrics.get(HONEST_KEY)
+            scores.append(
+                [metrics["mean_f1"], np.nan if honest is None else honest]
+                + [metrics["per_au_f1"][a] or 0.0 for a in AUS]
+            )
+        arr = np.asarray(scores, dtype=np.float64)  # (seeds, 2 + 12)
         entry = {"row": name}
-        cols = ["mean_f1"] + list(AUS)
+        cols = ["mean_f1", HONEST_KEY] + list(AUS)
         entry.update({c: float(v) for c, v in zip(cols, arr.mean(0))})
         if seeds > 1:
             entry.update({f"{c}_std": float(v) for c, v in zip(cols, arr.std(0, ddof=1))})
@@ -136,13 +142,26 @@ def ablate(
 
 
 def format_table(df: pd.DataFrame) -> str:
-    """The ablation as a fixed-width text table (F1 as a fraction, 3 decimals, as `eval` prints)."""
-    cols = ["mean_f1"] + list(AUS)
+    """The ablation as a fixed-width text table (F1 as a fraction, 3 decimals, as `eval` prints):
+    the optimistic mean F1 and the honest one side by side, then the optimistic per-AU F1."""
     std = "mean_f1_std" in df
-    first = 12 if std else 7
-    head = f"{'row':<10}{'F1':>{first}}" + "".join(f"{c:>7}" for c in AUS)
+    width = 12 if std else 7
+    name = max([12, *(len(str(r)) + 2 for r in df["row"])])
+    head = f"{'row':<{name}}{'F1':>{width}}{'honest':>{width}}" + "".join(f"{c:>7}" for c in AUS)
     lines = [head, "-" * len(head)]
+
+    def cell(r, col: str) -> str:
+        if col not in r or pd.isna(r[col]):
+            return "-"
+        return f"{r[col]:.3f}" + (f"±{r[col + '_std']:.3f}" if std and col + "_std" in r else "")
+
     for _, r in df.iterrows():
-        f1 = f"{r['mean_f1']:.3f}" + (f"±{r['mean_f1_std']:.3f}" if std else "")
-        lines.append(f"{r['row']:<10}{f1:>{first}}" + "".join(f"{r[c]:7.3f}" for c in cols[1:]))
+        lines.append(
+            f"{r['row']:<{name}}{cell(r, 'mean_f1'):>{width}}{cell(r, HONEST_KEY):>{width}}"
+            + "".join(f"{r[c]:7.3f}" for c in AUS)
+        )
+    lines.append(
+        "F1: thresholds tuned on val, the split scored (optimistic); honest: thresholds from the "
+        "other half of val's tracks; the best epoch is chosen on val in both"
+    )
     return "\n".join(lines)

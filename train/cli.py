@@ -74,10 +74,10 @@ def cmd_fit(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from train.predict import evaluate_run
+    from train.predict import describe_f1, evaluate_run
 
     m = evaluate_run(args.run, args.split, args.store, args.manifest, args.which, args.device)
-    print(f"{args.split}: mean F1 {m['mean_f1']:.3f}")
+    print(f"{args.split}: {describe_f1(m)}")
     print("  ".join(f"{a} {v:.3f}" for a, v in m["per_au_f1"].items()))
     print(f"wrote {Path(args.run) / 'metrics.json'}")
     return 0

@@ -24,15 +24,13 @@ from data_manifest.shared_files import write_text_atomic
 from data_manifest.user_error import UserError
 from train import report_figures as F
 from train.metrics import f1_per_au, mean_f1, mean_over_defined, score
-from train.predict import Predictions, evaluate_run, predict_split
+from train.predict import HONEST_KEY, Predictions, evaluate_run, predict_split
 from train.report_html import Section, details, esc, figure, key_values, num, page, table
 from train.report_stats import cooccurrence, masked_like, per_track_f1, pick_tracks
 from train.run import CONFIG_FILE, model_dirs, read_history, read_run_info, thresholds_of
 
 log = logging.getLogger(__name__)
 
-# metrics.json field: mean F1 at thresholds chosen on data the score never saw
-HONEST_KEY = "honest_mean_f1"
 TRACK_RULE = "the tracks with the best, median and worst per-track F1"
 SECTIONS = (
     "run",

@@ -50,3 +50,32 @@ def f1_curve(probs: np.ndarray, labels: np.ndarray, grid: np.ndarray | None = No
     grid = np.linspace(0.02, 0.98, 49) if grid is None else np.asarray(grid)
     curve = np.stack([f1_per_au(binarize(probs, t), labels) for t in grid])
     return grid, curve
+
+
+def track_halves(track_ids: list[str]) -> dict[str, int]:
+    """Two halves of a split's tracks, deterministically: sorted by id, alternating 0, 1, 0, ...
+
+    Alternating over sorted ids spreads videos (ids share a video prefix) over both halves."""
+    return {t: i % 2 for i, t in enumerate(sorted(track_ids))}
+
+
+def cross_fitted(
+    probs: np.ndarray, labels: np.ndarray, half: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Decisions whose thresholds never saw the frames they decide.
+
+    probs (N, A), labels (N, A) with -1 unknown, half (N,) in {0, 1} (the frame's track half).
+    Thresholds tuned on half 1 decide half 0 and vice versa -> (binary (N, A) int8,
+    thresholds (2, A): row h is what decided half h)."""
+    half = np.asarray(half)
+    if probs.shape != labels.shape or half.shape != (len(probs),):
+        raise ValueError(
+            f"shapes differ: probs {probs.shape}, labels {labels.shape}, half {half.shape}"
+        )
+    binary = np.zeros(probs.shape, dtype=np.int8)
+    thr = np.full((2, probs.shape[1]), DEFAULT_THRESHOLD)
+    for h in (0, 1):
+        other = half != h
+        thr[h] = tune_thresholds(probs[other], labels[other])
+        binary[half == h] = binarize(probs[half == h], thr[h])
+    return binary, thr

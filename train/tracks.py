@@ -6,8 +6,9 @@ The one place the trainer touches the store (`StoreReader`) and the labels
 - labels -1 are unknown: excluded from the loss and from metrics;
 - a mask array (`face/valid`, `audio/valid`) is all ones only when the store has no such group;
   a complete group that lacks it is an error, never a mask of ones;
-- `data.normalize = "track"` subtracts each track's mean feature over its frames with a face
-  (subject normalisation); the means are kept per track and subtracted per window.
+- `data.normalize = "track"` subtracts each track's mean feature (subject normalisation): a
+  visual feature's mean over the frames with a face, the audio feature's over the frames with
+  audio; the means are kept per track and subtracted per window.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from train.config import DataConfig, ImbalanceConfig
 log = logging.getLogger(__name__)
 
 FEATURE_DTYPE = np.float16  # in-memory precision of float features (the store's own)
-NORMALIZED_KEYS = ("cls", "patch", "audio", "local")
+NORMALIZED_KEYS = ("cls", "patch", "audio", "local", "geometry", "regions")
 MASK_KEYS = ("audio_valid", "face_valid", "mask")
 
 
@@ -112,6 +113,7 @@ def feature_dims(reader, track_id: str, features: dict[str, str]) -> dict[str, A
             dims["n_rois"] = shape[1]
         else:
             dims[key] = shape[-1] if len(shape) > 1 else 1
+            dims[f"{key}_size"] = int(np.prod(shape[1:], dtype=np.int64))  # one frame, flat
     return dims
 
 
@@ -175,14 +177,27 @@ def read_mask(reader, tid: str, path: str, have: set[str], n: int) -> np.ndarray
     return np.ones(n, bool)
 
 
+def normalizing_frames(track: Track, key: str) -> np.ndarray:
+    """(T,) bool: the frames whose mean feature `key` subtracts: frames with audio for the audio
+    key, frames with a face for the visual keys; every frame when the track has none (a mean
+    over nothing is no mean)."""
+    flags = track.audio_valid if key == "audio" and track.audio_valid is not None else None
+    flags = track.face_valid if flags is None else flags
+    n = min(len(flags), track.n_frames)
+    use = np.zeros(track.n_frames, bool)
+    use[:n] = flags[:n]
+    return use if use.any() else np.ones(track.n_frames, bool)
+
+
 def track_means(reader, track: Track, features: dict[str, str], keys: list[str]) -> None:
-    """Subject normalisation: each feature's mean over the track's frames with a face."""
-    use = track.face_valid if track.face_valid.any() else np.ones(track.n_frames, bool)
+    """Subject normalisation: each visual feature's mean over the track's frames with a face,
+    the audio feature's over its frames with audio (silence and gaps do not pull it)."""
     for key in keys:
         if key not in NORMALIZED_KEYS:
             continue
         values = reader.read(track.track_id, features[key])  # (T, ...) dequantised
-        track.means[key] = values[use].astype(np.float32).mean(0)
+        use = normalizing_frames(track, key)[: len(values)]
+        track.means[key] = values[: len(use)][use].astype(np.float32).mean(0)
 
 
 def load_track(

@@ -2,6 +2,8 @@
 
 Each track has a hidden per-frame AU state z (T, 12), smoothed over time; labels are z > 0 and
 the CLS features are a fixed linear map of z plus noise, so a frame-wise MLP can learn them.
+The classical group (FHOG "cls", "regions", "geometry") and log-mel audio are noisier maps of
+the same z, drawn from a second generator so the other arrays do not depend on them.
 Some frames have no face (features zero, face/valid False) and some labels are -1.
 """
 
@@ -16,6 +18,7 @@ from data_manifest.manifest import make_manifest, write_manifest
 from extract.store import StoreWriter, TokenStorage
 
 D_CLS, D_AUDIO, GRID, D_PATCH, N_ROIS = 16, 8, 2, 8, 4
+D_HOG, N_HOG_REGIONS, D_HOG_REGION, D_GEOMETRY = 24, 3, 5, 10
 
 
 def make_dataset(
@@ -27,16 +30,23 @@ def make_dataset(
     seed: int = 0,
     pair_videos: bool = True,
     patch_kind: str = "fp16",
+    audio_gaps: bool = False,
 ) -> tuple[Path, Path]:
-    """Write root/features.zarr and root/manifest.parquet; returns (store, manifest)."""
+    """Write root/features.zarr and root/manifest.parquet; returns (store, manifest).
+
+    audio_gaps: about a third of the frames have no audio (audio/valid False, audio zero)."""
     rng = np.random.default_rng(seed)
     w_cls = rng.normal(size=(N_AUS, D_CLS)).astype(np.float32)
+    rng_classical = np.random.default_rng(seed + 1000)
+    w_hog = rng_classical.normal(size=(N_AUS, D_HOG)).astype(np.float32)
     offsets = np.linspace(-0.8, 0.6, N_AUS)  # AUs from rare to common
     store = root / "features.zarr"
     writer = StoreWriter(str(store), create=True)
     writer.register_group("face", {"backend": "test"})
     writer.register_group("visual/dinov2", {"model": "tiny", "grid": GRID, "tokens": patch_kind})
     writer.register_group("audio/wavlm", {"model": "tiny"})
+    writer.register_group("visual/classical", {"encoder": "classical", "hog": "test"})
+    writer.register_group("audio/logmel", {"encoder": "logmel"})
     writer.register_group("audio", {"rule": "test"})
     ann_dir = root / "annotations"
     ann_dir.mkdir(parents=True, exist_ok=True)
@@ -80,11 +90,30 @@ def make_dataset(
             )
             tw.write("visual/dinov2/patch", 0, patch)
             tw.finish_group("visual/dinov2")
+            has_audio = np.ones(n, bool)
+            if audio_gaps:
+                has_audio = rng_classical.random(n) > 0.33
+                audio[~has_audio] = 0
             tw.create_array("audio/wavlm", (n, D_AUDIO), "float16")
             tw.write("audio/wavlm", 0, audio)
             tw.finish_group("audio/wavlm")
+            hog = z.astype(np.float32) @ w_hog
+            hog += rng_classical.normal(size=(n, D_HOG)).astype(np.float32)
+            hog[~face] = 0
+            classical = {
+                "cls": hog,
+                "regions": rng_classical.normal(size=(n, N_HOG_REGIONS, D_HOG_REGION)),
+                "geometry": rng_classical.normal(size=(n, D_GEOMETRY)),
+            }
+            for key, values in classical.items():
+                tw.create_array(f"visual/classical/{key}", values.shape, "float16")
+                tw.write(f"visual/classical/{key}", 0, values.astype(np.float32))
+            tw.finish_group("visual/classical")
+            tw.create_array("audio/logmel", (n, D_AUDIO), "float16")
+            tw.write("audio/logmel", 0, rng_classical.normal(size=(n, D_AUDIO)).astype(np.float32))
+            tw.finish_group("audio/logmel")
             tw.create_array("audio/valid", (n,), "bool")
-            tw.write("audio/valid", 0, np.ones(n, bool))
+            tw.write("audio/valid", 0, has_audio)
             tw.finish_group("audio")
         label_path = ""
         if split != "test":

@@ -56,10 +56,25 @@ def test_recipes_print_and_ablation_rows():
     for name in RECIPES:
         assert json.loads(describe(name))["recipe"] == name
     rows = [r for r, _ in ABLATIONS["abaw10"]]
-    assert rows == ["baseline", "+FM", "+HGA", "+AG-SSM", "+ASL"]
+    assert rows == ["baseline", "+FM", "+HGA", "+AG-SSM", "+ASL", "weighted BCE"]
     specs = dict(ABLATIONS["abaw10"])
     assert specs["+FM"]["model"]["use_audio"] and specs["+ASL"]["loss"]["name"] == "asl"
     assert specs["+AG-SSM"]["loss"]["name"] == "bce"
+    resolved = {r: resolve(None, recipe=spec) for r, spec in ABLATIONS["abaw10"]}
+    # the baseline reads no foundation model: classical face features and log-mel audio
+    paths = set(resolved["baseline"].data.features.values())
+    classical = {f"visual/classical/{k}" for k in ("cls", "geometry", "regions")}
+    assert paths == classical | {"audio/logmel"}
+    # +FM is the same frame-wise model on DINOv2 CLS and WavLM
+    assert resolved["+FM"].model.name == resolved["baseline"].model.name == "frame_mlp"
+    assert set(resolved["+FM"].data.features.values()) == {"visual/dinov2/cls", "audio/wavlm"}
+    # plain BCE up to +AG-SSM; "weighted BCE" is +AG-SSM with automatic positive weights
+    for row in ("baseline", "+FM", "+HGA", "+AG-SSM"):
+        assert resolved[row].imbalance.pos_weight == "none", row
+    weighted, agssm = resolved["weighted BCE"], resolved["+AG-SSM"]
+    assert weighted.imbalance.pos_weight == "auto" and weighted.model == agssm.model
+    assert weighted.loss == agssm.loss and agssm.loss.name == "bce"
+    assert resolved["+ASL"].to_dict() == {**resolve("abaw10").to_dict(), "recipe": ""}
 
 
 # -- typed model and loss configs ------------------------------------------------------------
@@ -110,6 +125,7 @@ def test_a_new_model_name_starts_from_that_models_defaults():
         "hidden": 64,
         "dropout": 0.1,
         "use_audio": False,
+        "extra": (),
     }
     message = _error(["model.name=frame_mlp", "model.pool=flat"])
     assert "unknown config key 'model.pool'" in message and "model.name=frame_mlp" in message

@@ -157,3 +157,59 @@ def test_one_pass_falls_back_to_windows_when_a_track_does_not_fit(dataset, caplo
     with torch.no_grad():
         full = torch.sigmoid(inner({"cls": torch.from_numpy(t.arrays["cls"]).float()[None]}))[0]
     np.testing.assert_allclose(probs[t.track_id], full.numpy(), atol=1e-5)
+
+
+def test_track_normalisation_takes_audio_means_over_frames_with_audio(tmp_path):
+    """Plain reference: the audio mean over audio/valid frames, the visual over face/valid."""
+    store, manifest = make_dataset(
+        tmp_path, n_train=2, n_val=1, n_test=1, frames=40, audio_gaps=True
+    )
+    features = {
+        "cls": "visual/dinov2/cls",
+        "audio": "audio/wavlm",
+        "geometry": "visual/classical/geometry",
+    }
+    cfg = DataConfig(features=features, normalize="track")
+    reader, tracks = _tracks(store, manifest, "train", ["audio", "cls", "geometry"], cfg)
+    for t in tracks:
+        has_audio = reader.read(t.track_id, "audio/valid").astype(bool)
+        face = reader.read(t.track_id, "face/valid").astype(bool)
+        assert 0 < has_audio.sum() < t.n_frames and not np.array_equal(has_audio, face)
+        audio = reader.read(t.track_id, "audio/wavlm").astype(np.float32)
+        reference = np.zeros(audio.shape[1])
+        for f in range(t.n_frames):
+            if has_audio[f]:
+                reference += audio[f]
+        reference /= has_audio.sum()
+        np.testing.assert_allclose(t.means["audio"], reference, rtol=1e-5, atol=1e-6)
+        # the frames without audio (zeros) would pull a mean over the face frames toward 0
+        assert not np.allclose(audio[face].mean(0), reference, atol=1e-3)
+        for key in ("cls", "geometry"):
+            values = reader.read(t.track_id, features[key]).astype(np.float32)
+            np.testing.assert_allclose(t.means[key], values[face].mean(0), rtol=1e-5, atol=1e-6)
+
+
+def test_frame_mlp_joins_the_classical_features(dataset):
+    """frame_mlp with `extra` reads geometry (T, G) and regions (T, R, D) flattened per frame."""
+    store, manifest = dataset
+    features = {
+        "cls": "visual/classical/cls",
+        "geometry": "visual/classical/geometry",
+        "regions": "visual/classical/regions",
+        "audio": "audio/logmel",
+    }
+    cfg = DataConfig(features=features, normalize="track")
+    keys = ["audio", "cls", "geometry", "regions"]
+    reader, tracks = _tracks(store, manifest, "train", keys, cfg)
+    dims = T.feature_dims(reader, tracks[0].track_id, features)
+    assert dims["regions"] == 5 and dims["regions_size"] == 15 and dims["geometry_size"] == 10
+    spec = {"name": "frame_mlp", "hidden": 8, "use_audio": True, "extra": ["geometry", "regions"]}
+    model = build_model(spec, dims).eval()
+    assert T.required_keys(model, features) == keys
+    table = FrameTable(whole_tracks(tracks), keys, cfg)
+    batch = assemble_window(table, [0], [0], 8)
+    with torch.no_grad():
+        out = model(batch)  # (1, 8, 12)
+        batch["regions"] = batch["regions"] + 1.0
+        moved = model(batch)
+    assert out.shape == (1, 8, 12) and not torch.allclose(out, moved)

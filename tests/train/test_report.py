@@ -266,8 +266,8 @@ def test_report_is_one_self_contained_page_with_every_section(run, val_report):
         assert key in text
     assert "<details><summary>resolved configuration" in text
     assert "optimistic: thresholds tuned on the val split" in text
-    assert "not available for this run" in text
     metrics = json.loads((run / "metrics.json").read_text())
+    assert f"{metrics[HONEST_KEY]:.4f}" in text and "not available for this run" not in text
     assert f"{metrics['mean_f1']:.4f}" in text
     # default timelines: best, median and worst of the three val tracks, each named
     for t in _split_tracks(run, "val"):
@@ -284,6 +284,10 @@ def test_honest_f1_is_shown_when_the_metrics_carry_it(run, val_report, tmp_path,
     text = build_report(copy, track=_split_tracks(run, "val")[:1], device="cpu").read_text()
     assert "0.4321" in text and "not available for this run" not in text
     assert text.count('alt="timeline of ') == 1
+    metrics[HONEST_KEY] = None  # e.g. a split of one track: no two halves
+    (copy / "metrics.json").write_text(json.dumps(metrics))
+    text = build_report(copy, track=_split_tracks(run, "val")[:1], device="cpu").read_text()
+    assert "not available for this run" in text
 
 
 def test_split_train_reports_train_and_keeps_metrics(run, val_report, monkeypatch):
