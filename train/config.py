@@ -62,9 +62,9 @@ class DataConfig:
     val_split: str = "val"
     # keep only the first N tracks of each split (0: all); for quick experiments.
     max_tracks: int = 0
-    # "track": subtract each track's mean feature (over its frames with a face) from its visual
-    # and audio features, removing identity and recording offsets (subject normalisation);
-    # "none": features as stored.
+    # "track": subtract each track's mean feature from its features (visual over its frames with
+    # a face, audio over its frames with audio), removing identity and recording offsets
+    # (subject normalisation); "none": features as stored.
     normalize: str = "none"
 
 
