@@ -9,8 +9,10 @@ Every step is the same command a user runs; each is printed before it runs.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
+import shutil
 import time
 from pathlib import Path
 
@@ -29,6 +31,33 @@ def synth_overrides(epochs: int) -> list[str]:
     ]
 
 
+ROOT = Path(__file__).resolve().parents[1]
+STAMP = "demo_code.txt"
+
+
+def code_stamp() -> str:
+    """A digest of the code that makes the demo's outputs (the packages and the bench)."""
+    digest = hashlib.sha256()
+    for package in ("data_manifest", "extract", "train", "bench"):
+        for path in sorted((ROOT / package).rglob("*.py")):
+            digest.update(path.relative_to(ROOT).as_posix().encode() + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def start_afresh_if_code_changed(out: Path) -> None:
+    """A demo folder from other code holds a store and fits that this code refuses (other
+    fingerprints, other rows): say so and start it afresh. Only a folder the demo made (its stamp,
+    or its synthetic dataset) is emptied."""
+    stamp, now = out / STAMP, code_stamp()
+    # a demo folder from before the stamp existed: its synthetic dataset says what it is
+    made_before = stamp.exists() or (out / "data" / "synth_truth.json").exists()
+    if made_before and (not stamp.exists() or stamp.read_text().strip() != now):
+        print(f"{out} holds a demo made by other code; starting it afresh", flush=True)
+        for child in out.iterdir():
+            shutil.rmtree(child) if child.is_dir() else child.unlink()
+    stamp.write_text(now + "\n")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--out", default="demo_out", help="where everything goes")
@@ -42,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
 
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
+    start_afresh_if_code_changed(out)
     store = out / "features.zarr"
     run_dir, pred_dir = out / "runs" / "abaw10", out / "predictions"
     env = dict(os.environ)
