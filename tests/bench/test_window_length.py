@@ -27,10 +27,10 @@ def test_row_config_keeps_frames_per_step():
     for window, batch in ((32, 16), (64, 8), (512, 1)):
         cfg = row_config("+AG-SSM", window, 512, [])
         assert (cfg.data.window, cfg.data.stride, cfg.batch_size()) == (window, window // 2, batch)
-        assert cfg.data.eval_window == 0 and cfg.model["name"] == "hga_agssm"
-        assert cfg.loss["name"] == "bce" and cfg.recipe == "abaw10:+AG-SSM"
+        assert cfg.data.eval_window == 0 and cfg.model.name == "hga_agssm"
+        assert cfg.loss.name == "bce" and cfg.recipe == "abaw10:+AG-SSM"
     ref = row_config("+HGA", 64, 512, ["model.d_state=4"])  # the frame-wise row takes no d_state
-    assert ref.model["name"] == "hga_mlp" and "d_state" not in ref.model
+    assert ref.model.name == "hga_mlp" and not hasattr(ref.model, "d_state")
 
 
 def test_bench_runs_at_tiny_size(tmp_path):
