@@ -40,9 +40,13 @@ class LongRangeConfig:
     high_share: float = 0.5  # chance that a subject has the AU's high episode rate
     rate_high: tuple[float, float] = (0.35, 0.6)  # share of time in episodes, high subjects
     rate_low: tuple[float, float] = (0.03, 0.12)  # share of time in episodes, low subjects
-    burst_s: tuple[float, float] = (0.3, 0.7)  # visible burst durations, s
-    burst_gap_s: tuple[float, float] = (1.0, 3.0)  # gaps between bursts within an episode, s
-    stray_every_s: float = 8.0  # mean interval between stray bursts outside episodes, s
+    # A burst is drawn like an ordinary AU event (same region, amplitude and ramps; durations
+    # from the short end of `SynthConfig.au_duration_s`), and strays are rare enough that a
+    # frame showing the cue is mostly labelled (about 0.8): a frame-wise model can learn the
+    # cue, while the label between bursts still needs seconds of context.
+    burst_s: tuple[float, float] = (0.5, 1.2)  # visible burst durations, s
+    burst_gap_s: tuple[float, float] = (1.0, 2.5)  # gaps between bursts within an episode, s
+    stray_every_s: float = 20.0  # mean interval between stray bursts outside episodes, s
 
 
 @dataclass
