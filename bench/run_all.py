@@ -6,6 +6,7 @@ bench/results/<name>.md; this file only runs them and concatenates the tables.
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import time
@@ -19,6 +20,8 @@ BENCHMARKS = (
     "bench.bench_audio_memory",
     "bench.bench_extract",
     "bench.proving_ground",
+    "bench.proving_ground_abaw8",
+    "bench.window_length",
 )
 
 HEADER = """# Benchmark results
@@ -33,7 +36,10 @@ def gather() -> str:
     parts = [HEADER]
     for path in sorted((HERE / "results").glob("*.md")):
         # links written relative to bench/results/ point one folder up from bench/RESULTS.md
-        parts.append(path.read_text().strip().replace("](../../", "](../") + "\n")
+        text = path.read_text().strip().replace("](../../", "](../")
+        # a file beside the table (a plot) is in results/ as seen from bench/RESULTS.md
+        text = re.sub(r"\]\(([\w.-]+\.(?:png|csv|md))\)", r"](results/\1)", text)
+        parts.append(text + "\n")
     text = "\n".join(parts)
     (HERE / "RESULTS.md").write_text(text)
     return text
