@@ -166,9 +166,12 @@ def main(argv: list[str] | None = None) -> int:
     print("\nWhat it means: F1 is the ABAW AU score (mean of 12 binary F1s, thresholds tuned on")
     print(f"validation); marking every frame positive scores {trivial:.3f} here. Each synthetic AU")
     print("shows at its own facial region and speech-like audio goes with the mouth AUs, so the")
-    print("region rows (+HGA) should lead the pooled ones and audio should lift AU25/AU26. This")
-    print("demo is small (a few thousand frames) and one seed, so rows close to each other are")
-    print("within noise; bench/RESULTS.md has the larger proving-ground run.")
+    print("region rows (+HGA) should lead the pooled +FM row. The classical baseline (FHOG of")
+    print("the face and its regions) leads every row here: the AUs are drawn, which FHOG reads")
+    print("almost directly, and the foundation models are tiny random ones, so the FM step can")
+    print("only be measured on real faces with the real models. This demo is small (a few")
+    print("thousand frames) and one seed, so rows close to each other are within noise;")
+    print("bench/RESULTS.md has the larger proving-ground run.")
     return 0
 
 
