@@ -19,9 +19,10 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Union, get_args, get_origin, get_type_hints
+from typing import Any, ClassVar, NamedTuple, Union, get_args, get_origin, get_type_hints
 
 
 @dataclass
@@ -214,6 +215,25 @@ def set_spec_name(config_class: type, name: str) -> None:
     if config_class.__dict__.get("name", "") not in ("", name):
         raise ValueError(f"{config_class.__name__} is already registered as {config_class.name!r}")
     config_class.name = name
+
+
+class SpecEntry(NamedTuple):
+    """A registered model or loss: its class and the config class it is built from."""
+
+    cls: type
+    config: type
+
+
+def registrar(registry: dict[str, SpecEntry], name: str, config: type) -> Callable[[type], type]:
+    """The class decorator behind `register_model` and `register_loss`: ties `config` to `name`
+    and records (class, config) in `registry`."""
+
+    def wrap(cls: type) -> type:
+        set_spec_name(config, name)
+        registry[name] = SpecEntry(cls, config)
+        return cls
+
+    return wrap
 
 
 def spec_classes(section: str) -> dict[str, type]:

@@ -20,13 +20,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from train.config import SpecConfig, set_spec_name, spec_from_dict
+from train.config import SpecConfig, SpecEntry, registrar, spec_from_dict
 
 
 @dataclass
@@ -66,23 +66,12 @@ class FocalConfig(LossConfig):
     alpha: float | None = None
 
 
-class LossEntry(NamedTuple):
-    loss: type[nn.Module]  # constructed as loss(config)
-    config: type[LossConfig]
-
-
-LOSS_REGISTRY: dict[str, LossEntry] = {}
+LOSS_REGISTRY: dict[str, SpecEntry] = {}
 
 
 def register_loss(name: str, config: type[LossConfig]) -> Callable[[type], type]:
     """`@register_loss("asl", ASLConfig)` on a loss class built as `cls(config)`."""
-
-    def wrap(cls: type[nn.Module]) -> type[nn.Module]:
-        set_spec_name(config, name)
-        LOSS_REGISTRY[name] = LossEntry(cls, config)
-        return cls
-
-    return wrap
+    return registrar(LOSS_REGISTRY, name, config)
 
 
 def loss_configs() -> dict[str, type[LossConfig]]:
@@ -96,7 +85,7 @@ def build_loss(spec: LossConfig | dict[str, Any] | str) -> nn.Module:
     name = spec.name if isinstance(spec, LossConfig) else spec["name"]
     if name not in LOSS_REGISTRY:
         raise KeyError(f"unknown loss {name!r}; known: {sorted(LOSS_REGISTRY)}")
-    return LOSS_REGISTRY[name].loss(spec_from_dict("loss", spec))
+    return LOSS_REGISTRY[name].cls(spec_from_dict("loss", spec))
 
 
 class MaskedMultiLabelLoss(nn.Module):

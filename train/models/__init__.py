@@ -28,11 +28,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any
 
 from torch import nn
 
-from train.config import SpecConfig, set_spec_name, spec_from_dict
+from train.config import SpecConfig, SpecEntry, registrar, spec_from_dict
 
 
 @dataclass
@@ -45,23 +45,12 @@ class ModelConfig(SpecConfig):
     dropout: float = 0.1
 
 
-class ModelEntry(NamedTuple):
-    model: type[nn.Module]  # constructed as model(config, dims)
-    config: type[ModelConfig]
-
-
-MODEL_REGISTRY: dict[str, ModelEntry] = {}
+MODEL_REGISTRY: dict[str, SpecEntry] = {}
 
 
 def register_model(name: str, config: type[ModelConfig]) -> Callable[[type], type]:
     """`@register_model("hga_mlp", HGAMLPConfig)` on a model class built as `cls(config, dims)`."""
-
-    def wrap(cls: type[nn.Module]) -> type[nn.Module]:
-        set_spec_name(config, name)
-        MODEL_REGISTRY[name] = ModelEntry(cls, config)
-        return cls
-
-    return wrap
+    return registrar(MODEL_REGISTRY, name, config)
 
 
 def model_configs() -> dict[str, type[ModelConfig]]:
@@ -76,7 +65,7 @@ def build_model(spec: ModelConfig | dict[str, Any], dims: dict[str, Any]) -> nn.
     name = spec.name if isinstance(spec, ModelConfig) else spec["name"]
     if name not in MODEL_REGISTRY:
         raise KeyError(f"unknown model {name!r}; known: {sorted(MODEL_REGISTRY)}")
-    return MODEL_REGISTRY[name].model(spec_from_dict("model", spec), dims)
+    return MODEL_REGISTRY[name].cls(spec_from_dict("model", spec), dims)
 
 
 def _import_all() -> None:
