@@ -112,11 +112,10 @@ class SplitDataset(torch.utils.data.Dataset):
             )
         self._index = {t.track_id: t for t in self.tracks}
         self._source = StoreBatches(
-            store.url, self.tracks, self.windows, cfg.features, self.keys, cfg, batch_size=1
+            store.url, self.tracks, self.windows, cfg.features, self.keys, cfg, 1, reader
         )
         self._source.order = np.arange(len(self.windows))
         self._source.finish = True  # float32 items, as a CPU trainer's
-        self._source._reader, self._source._pid = reader, os.getpid()  # this process: the open one
 
     @property
     def track_ids(self) -> list[str]:

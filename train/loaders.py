@@ -255,7 +255,10 @@ class StoreBatches(torch.utils.data.Dataset):
         keys: list[str],
         cfg: DataConfig,
         batch_size: int,
+        reader=None,
     ):
+        """`reader`: a reader of `store_url` already open in this process (other processes,
+        workers included, open their own)."""
         self.store_url = str(store_url)
         self.tracks = tracks
         self.windows = windows
@@ -265,8 +268,8 @@ class StoreBatches(torch.utils.data.Dataset):
         self.batch_size = batch_size
         self.order = np.zeros(0, np.int64)
         self.finish = False  # finish batches in the worker (when training on a CPU)
-        self._reader = None
-        self._pid = -1
+        self._reader = reader
+        self._pid = os.getpid() if reader is not None else -1
 
     def reader(self):
         if self._reader is None or self._pid != os.getpid():
