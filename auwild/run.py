@@ -27,6 +27,7 @@ from train.folds import combine
 from train.inference import predict_probs
 from train.loop import autocast_dtype
 from train.metrics import binarize
+from train.predict import check_trained_fingerprints
 from train.run import load_model, model_dirs, read_run_info, thresholds_of
 
 TRACK = "arrays"  # the track id given to arrays passed in by the caller
@@ -124,15 +125,8 @@ class Run:
         checking that the store's groups have the fingerprints the model was trained on."""
         reader = store.reader
         groups = T.check_groups(reader, self.arrays, [track])
-        now = T.group_fingerprints(reader, groups)
         for _, meta, _ in self.models:
-            saved = meta.get("store_fingerprints", {})
-            changed = [g for g in groups if saved.get(g) and now.get(g) != saved[g]]
-            if changed:
-                raise UserError(
-                    f"{store.url}: group(s) {changed} have fingerprints different from the ones "
-                    f"the run {self.path} was trained on"
-                )
+            check_trained_fingerprints(reader, groups, meta, f"run {self.path} on {store.url}")
         row = pd.Series({"track_id": track, "labels": ""})  # labels are not needed to predict
 
         def track_of(config: TrainConfig, keys: list[str]) -> T.Track:

@@ -230,6 +230,22 @@ def test_run_predict_refuses_incomplete_arrays(api_data):
         auwild.load_run(Path(store_url).parent / "nowhere")
 
 
+def test_run_refuses_a_store_extracted_otherwise(api_data):
+    """A group whose fingerprint differs from the one the model was trained on is refused
+    before anything is predicted (the same check `auwild-train predict` makes)."""
+    store_url, _, run_dir = api_data
+    run = auwild.load_run(run_dir, device="cpu")
+    store = auwild.open_store(store_url)
+    track = store.tracks()[0]
+    run.predict_track(store, track)  # the store it was trained on: accepted
+    saved = run.models[0][1]["store_fingerprints"]
+    group = "visual/dinov2"
+    assert saved.get(group)
+    saved[group] = "0" * 16  # as if trained on a store extracted with other settings
+    with pytest.raises(UserError, match=r"visual/dinov2.*fingerprints different"):
+        run.predict_track(store, track)
+
+
 def test_fold_run_predict_equals_predict_split(tmp_path):
     store_url, _, run_dir = make_api_data(tmp_path, folds=2)
     preds = predict_split(run_dir, "test", device="cpu")

@@ -53,6 +53,19 @@ def _paths(run: str | Path, store: str | None, manifest: str | None) -> tuple[st
     return store, manifest
 
 
+def check_trained_fingerprints(reader, groups: list[str], meta: dict[str, Any], model: str) -> None:
+    """Refuse store groups whose fingerprints differ from the ones the model (checkpoint
+    metadata `meta`) was trained on; groups it recorded none for pass."""
+    now = T.group_fingerprints(reader, groups)
+    saved = meta.get("store_fingerprints", {})
+    changed = [g for g in groups if saved.get(g) and now.get(g) != saved[g]]
+    if changed:
+        raise UserError(
+            f"{model}: store group(s) {changed} have fingerprints different from the ones "
+            "the model was trained on"
+        )
+
+
 def _predict_model(model_dir: Path, reader, rows: pd.DataFrame, device, which: str):
     """(tracks, probs, thresholds, meta) of one model over `rows`."""
     model, meta, config = load_model(model_dir, which, device)
@@ -60,14 +73,7 @@ def _predict_model(model_dir: Path, reader, rows: pd.DataFrame, device, which: s
     keys = list(meta["keys"])
     paths = [cfg.features[k] for k in keys] + [cfg.face_valid]
     groups = T.check_groups(reader, paths, list(rows["track_id"]))
-    now = T.group_fingerprints(reader, groups)
-    saved = meta.get("store_fingerprints", {})
-    changed = [g for g in groups if g in saved and saved[g] and now.get(g) != saved[g]]
-    if changed:
-        raise UserError(
-            f"{model_dir}: store group(s) {changed} have fingerprints different from the ones "
-            "the model was trained on"
-        )
+    check_trained_fingerprints(reader, groups, meta, str(model_dir))
     tracks = [T.load_track(reader, r, cfg.features, keys, cfg, False) for _, r in rows.iterrows()]
     amp = autocast_dtype(config.optim.precision, device)
     probs = predict_probs(
