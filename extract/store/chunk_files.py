@@ -7,8 +7,19 @@ each chunk file the window touches and fills it with one `preadv`: the frames in
 land straight in the numpy output, the frames of an edge chunk outside the window in one reused
 bounce buffer, the last 4 bytes in a checksum slot. The checksum is zarr's crc32c codec: the
 4 bytes at the end of the file are the crc32c of every byte before them, little endian,
-including the fill-padded frames past the end of the array in its last chunk; so every chunk is
+including the fill-padded frames past the end of the array in its last chunk; so a chunk is
 read whole and checked before its frames are returned.
+
+Checked once per version of a file, not on every read: a process remembers each chunk file it has
+checked by its inode, size, mtime and ctime, and later windows over the same file read only the
+frames they need, without the checksum (training reads every chunk many times; the check alone
+was a third of a window's cost, the over-read of edge chunks another fifth). What the checksum
+guards against, a torn, truncated or overwritten file, changes what `fstat` says: a rewrite by
+the store is a new file renamed into place (zarr's local store writes a temporary file and
+renames it: a new inode), an in-place write moves mtime and ctime, a truncation the size; so such a file is checked again before it is trusted. Damage that
+leaves all four unchanged while this process runs (the disk flipping a bit under the page cache)
+is the disk's own checks' to catch, and the next process checks the file afresh.
+`AUWILD_CHECK_EVERY_READ=1` checks every chunk on every read, as zarr does.
 
 Errors are those of the zarr path (integrity.py): a missing chunk file is MissingChunk (never
 fill values, whatever the metadata's fill_value), a file of the wrong size or checksum is
@@ -27,6 +38,7 @@ from __future__ import annotations
 import os
 import sys
 import threading
+import time
 from dataclasses import dataclass
 
 import google_crc32c
@@ -35,6 +47,7 @@ import numpy as np
 from extract.store.integrity import CHUNK_DIR, CorruptChunk, MissingChunk
 
 DIRECT_ENV = "AUWILD_DIRECT_READ"  # "0" (or off/false/no): every read through zarr
+EVERY_READ_ENV = "AUWILD_CHECK_EVERY_READ"  # "1": crc32c of every chunk on every read
 
 CRC_BYTES = 4
 PLAIN_DTYPES = {  # zarr v3 data type names read as plain bytes
@@ -51,6 +64,54 @@ def crc_extend(crc: int, data: np.ndarray) -> int:
 def direct_enabled() -> bool:
     """False when the environment turns direct reads off (AUWILD_DIRECT_READ=0)."""
     return os.environ.get(DIRECT_ENV, "1").strip().lower() not in ("0", "off", "false", "no")
+
+
+def check_every_read() -> bool:
+    """True when the environment asks for every chunk's checksum on every read."""
+    return os.environ.get(EVERY_READ_ENV, "0").strip().lower() in ("1", "on", "true", "yes")
+
+
+class CheckedFiles:
+    """The chunk files this process has read whole and found whole, by their `fstat` identity.
+
+    A file is trusted while (device, inode, size, mtime, ctime) are those it had when checked;
+    any write, truncation or replacement changes one of them, with one gap: file times tick in
+    coarse steps (a few ms), so a file replaced within the same tick, reusing the inode at the
+    same size, would look the same. Hence only a file whose ctime is `settle_s` or more in the
+    past when checked is remembered: anything that touches it later gets a later ctime. A fresh
+    file (a track being written next door) is checked on every read until it settles.
+    Bounded: past `limit` entries the record starts afresh (files are checked again)."""
+
+    def __init__(self, limit: int = 1 << 20, settle_s: float = 2.0):
+        self.limit = limit
+        self.settle_s = settle_s
+        self._seen: dict[tuple[int, int], tuple[int, int, int]] = {}
+
+    @staticmethod
+    def _key(st: os.stat_result) -> tuple[tuple[int, int], tuple[int, int, int]]:
+        return (st.st_dev, st.st_ino), (st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+    def trusted(self, st: os.stat_result) -> bool:
+        ident, version = self._key(st)
+        return self._seen.get(ident) == version
+
+    def add(self, st: os.stat_result) -> None:
+        """Remember a file just found whole (when it has settled)."""
+        if self.now() - st.st_ctime < self.settle_s:
+            return
+        if len(self._seen) >= self.limit:
+            self._seen = {}
+        ident, version = self._key(st)
+        self._seen[ident] = version
+
+    def now(self) -> float:
+        return time.time()
+
+    def clear(self) -> None:
+        self._seen = {}
+
+
+CHECKED = CheckedFiles()  # shared by every reader in the process (workers have their own)
 
 
 @dataclass(frozen=True)
@@ -79,20 +140,27 @@ class ChunkFiles:
         flat = out.reshape(-1).view(np.uint8)  # (n * frame_bytes,) the output's own memory
         fb = self.frame_bytes
         whole = self.chunk * fb
+        every = check_every_read()
         for i in range(start // self.chunk, -(-stop // self.chunk)):
             c0 = i * self.chunk
             lo, hi = max(start, c0), min(stop, c0 + self.chunk)
-            parts = []  # the file's bytes in order: (buffer, offset in the file)
-            bounce = None
-            if lo > c0 or hi < c0 + self.chunk:
-                bounce = _bounce(whole)
-            if lo > c0:
-                parts.append(bounce[: (lo - c0) * fb])
-            parts.append(flat[(lo - start) * fb : (hi - start) * fb])
-            if hi < c0 + self.chunk:
-                parts.append(bounce[(hi - c0) * fb : whole])
-            slot = np.empty(CRC_BYTES, np.uint8)
-            self._read_chunk(i, parts, slot, whole, start, stop, tid, name)
+            mine = flat[(lo - start) * fb : (hi - start) * fb]  # this chunk's frames in the window
+            fd, st = self._open(i, whole, start, stop, tid, name)
+            try:
+                if not every and CHECKED.trusted(st):  # checked before, unchanged since
+                    self._fill(fd, [mine], (lo - c0) * fb, i, start, stop, tid, name)
+                    continue
+                parts = []  # the file's bytes in order
+                bounce = _bounce(whole) if lo > c0 or hi < c0 + self.chunk else None
+                if lo > c0:
+                    parts.append(bounce[: (lo - c0) * fb])
+                parts.append(mine)
+                if hi < c0 + self.chunk:
+                    parts.append(bounce[(hi - c0) * fb : whole])
+                slot = np.empty(CRC_BYTES, np.uint8)
+                self._fill(fd, [*parts, slot], 0, i, start, stop, tid, name)
+            finally:
+                os.close(fd)
             crc = 0
             for p in parts:
                 crc = crc_extend(crc, p)
@@ -101,10 +169,12 @@ class ChunkFiles:
                     f"track {tid!r} array {name!r}: chunk file {self.path(i)} does not decode "
                     f"(frames {start}..{stop}; crc32c checksum mismatch)"
                 )
+            CHECKED.add(st)
         return out
 
-    def _read_chunk(self, i, parts, slot, whole, start, stop, tid, name) -> None:
-        """Fill `parts` then `slot` with the bytes of chunk file `i`, or raise naming it."""
+    def _open(self, i, whole, start, stop, tid, name) -> tuple[int, os.stat_result]:
+        """(open descriptor, fstat) of chunk file `i`, of the size a whole chunk has, or raise
+        naming it."""
         path = self.path(i)
         try:
             fd = os.open(path, os.O_RDONLY)
@@ -112,29 +182,30 @@ class ChunkFiles:
             raise MissingChunk(
                 f"track {tid!r} array {name!r}: chunk file {path} is missing"
             ) from None
-        try:
-            size = os.fstat(fd).st_size
-            if size != whole + CRC_BYTES:
-                raise CorruptChunk(
-                    f"track {tid!r} array {name!r}: chunk file {path} does not decode "
-                    f"(frames {start}..{stop}; {size} bytes, expected {whole + CRC_BYTES})"
-                )
-            views = [memoryview(p) for p in parts] + [memoryview(slot)]
-            offset = 0
-            while views:  # preadv may return less than asked: go on from where it stopped
-                n = os.preadv(fd, views, offset)
-                if n <= 0:
-                    raise CorruptChunk(
-                        f"track {tid!r} array {name!r}: chunk file {path} does not decode "
-                        f"(frames {start}..{stop}; cut short at byte {offset})"
-                    )
-                offset += n
-                while views and n >= len(views[0]):
-                    n -= len(views.pop(0))
-                if n:
-                    views[0] = views[0][n:]
-        finally:
+        st = os.fstat(fd)
+        if st.st_size != whole + CRC_BYTES:
             os.close(fd)
+            raise CorruptChunk(
+                f"track {tid!r} array {name!r}: chunk file {path} does not decode "
+                f"(frames {start}..{stop}; {st.st_size} bytes, expected {whole + CRC_BYTES})"
+            )
+        return fd, st
+
+    def _fill(self, fd, buffers, offset, i, start, stop, tid, name) -> None:
+        """Fill `buffers` in order with the file's bytes from `offset`, or raise naming it."""
+        views = [memoryview(b) for b in buffers]
+        while views:  # preadv may return less than asked: go on from where it stopped
+            n = os.preadv(fd, views, offset)
+            if n <= 0:
+                raise CorruptChunk(
+                    f"track {tid!r} array {name!r}: chunk file {self.path(i)} does not decode "
+                    f"(frames {start}..{stop}; cut short at byte {offset})"
+                )
+            offset += n
+            while views and n >= len(views[0]):
+                n -= len(views.pop(0))
+            if n:
+                views[0] = views[0][n:]
 
 
 _local = threading.local()

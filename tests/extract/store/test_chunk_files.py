@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 
 import numpy as np
 import pytest
@@ -193,3 +194,66 @@ def test_crc_matches_zarrs_checksum_layout():
     data = np.random.default_rng(3).integers(0, 256, 1000, dtype=np.uint8)
     whole = google_crc32c.value(data)
     assert crc_extend(crc_extend(0, data[:333]), data[333:]) == whole
+
+
+def test_a_checked_chunk_is_read_again_without_its_checksum_until_it_changes(tmp_path, monkeypatch):
+    """The second window over a chunk reads only its frames; a file changed since it was checked
+    (in place, truncated, replaced) is checked again, so damage is still an error."""
+    from extract.store.chunk_files import CHECKED, EVERY_READ_ENV
+
+    url = str(tmp_path / "s.zarr")
+    storage = TokenStorage("int8")
+    w = small_writer(url)
+    register_all(w, storage)
+    write_track(w, "t1", n=21, storage=storage)
+    direct, ref = _readers(url, monkeypatch)
+    CHECKED.clear()
+    direct.read("t1", PATCH, 0, 21, dequantize=False)
+    assert not CHECKED._seen  # files written just now are checked on every read until settled
+    monkeypatch.setattr(CHECKED, "now", lambda: time.time() + 10)  # ten seconds later
+    calls = []
+    monkeypatch.setattr(
+        "extract.store.chunk_files.crc_extend",
+        lambda crc, data: calls.append(len(data)) or crc_extend(crc, data),
+    )
+    want = ref.read("t1", PATCH, dequantize=False)
+    rng = np.random.default_rng(5)
+    windows = _windows(rng, 21)
+    for a, b in windows:  # first pass: each chunk checked once, on the first window over it
+        assert np.array_equal(direct.read("t1", PATCH, a, b, dequantize=False), want[a:b])
+    checked = len(calls)
+    assert checked and all(n > 0 for n in calls)
+    for a, b in windows:  # second pass: the same bytes, no checksum computed
+        assert np.array_equal(direct.read("t1", PATCH, a, b, dequantize=False), want[a:b])
+    assert len(calls) == checked
+    monkeypatch.setenv(EVERY_READ_ENV, "1")  # every read checked, as zarr does
+    direct.read("t1", PATCH, 7, 8, dequantize=False)
+    assert len(calls) > checked
+    monkeypatch.delenv(EVERY_READ_ENV)
+
+    path = direct.chunk_files("t1", PATCH).path(3)  # frames 6..8, checked above
+    st = os.stat(path)
+    time.sleep(0.05)  # past the file-time tick of the write: the changes below get a later ctime
+    with open(path, "r+b") as f:  # a flipped byte, mtime set back: ctime still moves
+        f.seek(5)
+        byte = f.read(1)
+        f.seek(5)
+        f.write(bytes([byte[0] ^ 0x10]))
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    with pytest.raises(CorruptChunk, match="checksum"):
+        direct.read("t1", PATCH, 7, 8, dequantize=False)
+    with open(path, "r+b") as f:  # mended in place: checked again and trusted again
+        f.seek(5)
+        f.write(byte)
+    assert np.array_equal(direct.read("t1", PATCH, 6, 9, dequantize=False), want[6:9])
+    blob = open(path, "rb").read()
+    time.sleep(0.05)
+    os.remove(path)  # replaced by a damaged copy under the same name: a new file
+    with open(path, "wb") as f:
+        f.write(blob[:5] + bytes([blob[5] ^ 1]) + blob[6:])
+    with pytest.raises(CorruptChunk, match="checksum"):
+        direct.read("t1", PATCH, 6, 9, dequantize=False)
+    with open(path, "r+b") as f:  # truncated
+        f.truncate(len(blob) - 3)
+    with pytest.raises(CorruptChunk, match="bytes, expected"):
+        direct.read("t1", PATCH, 6, 9, dequantize=False)
