@@ -131,22 +131,33 @@ def test_the_environment_turns_direct_reads_off(tmp_path, monkeypatch):
     assert StoreReader(url).chunk_files("t1", PATCH) is not None
 
 
-def _damaged_store(tmp_path, monkeypatch, how):
+def _int8_store(tmp_path, monkeypatch):
+    """(direct reader, reference reader) of a store with one int8 track "t1" of 21 frames."""
     url = str(tmp_path / "s.zarr")
     storage = TokenStorage("int8")
     w = small_writer(url)
     register_all(w, storage)
     write_track(w, "t1", n=21, storage=storage)
-    direct, ref = _readers(url, monkeypatch)
+    return _readers(url, monkeypatch)
+
+
+def _flip_byte(path: str, at: int = 5) -> bytes:
+    """Flip one bit of byte `at` in place; returns the byte as it was."""
+    with open(path, "r+b") as f:
+        f.seek(at)
+        byte = f.read(1)
+        f.seek(at)
+        f.write(bytes([byte[0] ^ 0x10]))
+    return byte
+
+
+def _damaged_store(tmp_path, monkeypatch, how):
+    direct, ref = _int8_store(tmp_path, monkeypatch)
     path = direct.chunk_files("t1", PATCH).path(3)  # frames 6..8
     if how == "missing":
         os.remove(path)
     elif how == "flipped":
-        with open(path, "r+b") as f:
-            f.seek(5)
-            byte = f.read(1)
-            f.seek(5)
-            f.write(bytes([byte[0] ^ 0x10]))
+        _flip_byte(path)
     else:  # cut short
         with open(path, "r+b") as f:
             f.truncate(os.path.getsize(path) - 3)
@@ -201,12 +212,7 @@ def test_a_checked_chunk_is_read_again_without_its_checksum_until_it_changes(tmp
     (in place, truncated, replaced) is checked again, so damage is still an error."""
     from extract.store.chunk_files import CHECKED, EVERY_READ_ENV
 
-    url = str(tmp_path / "s.zarr")
-    storage = TokenStorage("int8")
-    w = small_writer(url)
-    register_all(w, storage)
-    write_track(w, "t1", n=21, storage=storage)
-    direct, ref = _readers(url, monkeypatch)
+    direct, ref = _int8_store(tmp_path, monkeypatch)
     CHECKED.clear()
     direct.read("t1", PATCH, 0, 21, dequantize=False)
     assert not CHECKED._seen  # files written just now are checked on every read until settled
@@ -234,11 +240,7 @@ def test_a_checked_chunk_is_read_again_without_its_checksum_until_it_changes(tmp
     path = direct.chunk_files("t1", PATCH).path(3)  # frames 6..8, checked above
     st = os.stat(path)
     time.sleep(0.05)  # past the file-time tick of the write: the changes below get a later ctime
-    with open(path, "r+b") as f:  # a flipped byte, mtime set back: ctime still moves
-        f.seek(5)
-        byte = f.read(1)
-        f.seek(5)
-        f.write(bytes([byte[0] ^ 0x10]))
+    byte = _flip_byte(path)  # in place, mtime set back below: ctime still moves
     os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
     with pytest.raises(CorruptChunk, match="checksum"):
         direct.read("t1", PATCH, 7, 8, dequantize=False)
