@@ -140,9 +140,10 @@ def bytes_per_frame(kind: str, side: int, dim: int = REAL_DIM) -> int:
 
 
 def collect(out: Path, seeds: int) -> pd.DataFrame:
-    """One line per (layout, row) scored so far: each seed's validation mean F1 (f1_seed<k>),
-    their mean and standard deviation (ddof 1), the mean as a fraction of fp16's mean, and the
-    difference to fp16's mean with its standard error (from both seed spreads)."""
+    """One line per (layout, row) scored so far: each seed's validation mean F1 at thresholds
+    tuned on val (f1_seed<k>), their mean and standard deviation (ddof 1), the mean of the honest
+    F1 (thresholds from the other half of val's tracks), the mean as a fraction of fp16's mean,
+    and the difference to fp16's mean with its standard error (from both seed spreads)."""
     lines = []
     for name, kind, _ in LAYOUTS:
         patch = next((out / f"{name}.zarr").glob("tracks/*/visual/dinov2/patch/zarr.json"), None)
@@ -150,11 +151,13 @@ def collect(out: Path, seeds: int) -> pd.DataFrame:
             continue
         shape = json.loads(patch.read_text())["shape"]  # (T, h, w, D)
         for row in ROWS:
-            f1 = {}
+            f1, honest = {}, []
             for seed in range(seeds):
                 metrics = run_dir(out, name, row, seed) / "metrics.json"
                 if metrics.exists():
-                    f1[seed] = json.loads(metrics.read_text())["mean_f1"]
+                    scored = json.loads(metrics.read_text())
+                    f1[seed] = scored["mean_f1"]
+                    honest.append(scored.get("honest_mean_f1", math.nan))
             if not f1:
                 continue
             values = pd.Series(f1, dtype=float)
@@ -167,6 +170,7 @@ def collect(out: Path, seeds: int) -> pd.DataFrame:
                 **{f"f1_seed{k}": v for k, v in f1.items()},
                 "mean": values.mean(),
                 "sd": values.std(ddof=1) if len(values) > 1 else math.nan,
+                "honest_mean": pd.Series(honest, dtype=float).mean(),
             }
             lines.append(entry)
     table = pd.DataFrame(lines)
@@ -174,7 +178,7 @@ def collect(out: Path, seeds: int) -> pd.DataFrame:
         return table
     seed_cols = sorted((c for c in table if c.startswith("f1_seed")), key=lambda c: int(c[7:]))
     head = ["layout", "grid", "bytes_per_frame", "row", "n_seeds"]
-    table = table[head + seed_cols + ["mean", "sd"]]
+    table = table[head + seed_cols + ["mean", "sd", "honest_mean"]]
     ref = table[table["layout"] == "fp16"].set_index("row")
     fp16_mean = table["row"].map(ref["mean"])
     table["of_fp16"] = table["mean"] / fp16_mean

@@ -20,7 +20,7 @@ def fake_store(out, name, side):
 def score(out, name, row, seed, f1):
     run = sl.run_dir(out, name, row, seed)
     run.mkdir(parents=True)
-    (run / "metrics.json").write_text(json.dumps({"mean_f1": f1}))
+    (run / "metrics.json").write_text(json.dumps({"mean_f1": f1, "honest_mean_f1": f1 - 0.1}))
 
 
 F1 = {  # (layout, row) -> F1 per seed
@@ -50,6 +50,7 @@ def test_collect_means_spread_and_fraction_of_fp16(scored):
     assert len(table) == 8
     fp16 = table.loc[("fp16", "+HGA")]
     assert fp16["mean"] == pytest.approx(0.42) and fp16["sd"] == pytest.approx(0.02)
+    assert fp16["honest_mean"] == pytest.approx(0.32)
     assert fp16["of_fp16"] == pytest.approx(1.0) and fp16["diff"] == pytest.approx(0.0)
     pool8 = table.loc[("int8-pool8", "+HGA")]
     assert [pool8[f"f1_seed{k}"] for k in range(3)] == [0.40, 0.41, 0.42]
