@@ -209,11 +209,12 @@ def verdict(table: pd.DataFrame, keep: float = KEEP) -> str:
             if layout == "fp16":
                 gaps.append(f"{row} {r['mean']:.4f} ± {r['sd']:.4f}")
                 continue
-            noise = "beyond" if abs(r["diff"]) > 2 * r["se_diff"] else "within"
-            gaps.append(
-                f"{row} {r['of_fp16']:.3f} of fp16 (diff {r['diff']:+.4f}, se {r['se_diff']:.4f}: "
-                f"{noise} 2 se)"
-            )
+            if math.isnan(r["se_diff"]):
+                noise = "one seed, no spread"
+            else:
+                side = "beyond" if abs(r["diff"]) > 2 * r["se_diff"] else "within"
+                noise = f"se {r['se_diff']:.4f}: {side} 2 se"
+            gaps.append(f"{row} {r['of_fp16']:.3f} of fp16 (diff {r['diff']:+.4f}, {noise})")
         complete = all(row in part.index for row in rows)
         keeps = complete and bool((part["of_fp16"] >= keep).all())
         if keeps:

@@ -82,6 +82,11 @@ def test_verdict_without_fp16(tmp_path):
     fake_store(tmp_path, "int8", 16)
     score(tmp_path, "int8", "+HGA", 0, 0.4)
     assert sl.verdict(sl.collect(tmp_path, 1)).startswith("no fp16 runs")
+    score(tmp_path, "fp16", "+HGA", 0, 0.5)
+    fake_store(tmp_path, "fp16", 16)
+    text = sl.verdict(sl.collect(tmp_path, 1))
+    assert "+HGA 0.800 of fp16 (diff -0.1000, one seed, no spread)" in text
+    assert text.splitlines()[0].endswith(": fp16")
 
 
 def test_train_row_skips_only_scored_seeds(tmp_path, monkeypatch):
