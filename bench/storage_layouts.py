@@ -13,9 +13,11 @@ seed 0..N-1 (`auwild-train ablate --seeds`), seed by seed, so a run cut short st
 layout at the seeds done. Runs already scored are skipped; a killed run resumes.
 
 Writes DIR/layouts.csv (per layout and row: each seed's validation mean F1, their mean and
-standard deviation, the mean as a fraction of fp16's) and prints the table and what the rule
-"the smallest layout that keeps >= 98 % of fp16's mean F1 on every row" gives, with each
-layout's gap to fp16 against the seed spread (the standard error of the difference of means).
+standard deviation, the mean as a fraction of fp16's, the gap and its standard errors) and
+prints the table and what the rule "the smallest layout that keeps >= 98 % of fp16's mean F1
+on every row" gives, with each layout's gap to fp16 against the seed spread: the standard error
+of the difference of means (pooled from both layouts' spreads), and that of the per-seed
+differences (paired: a seed starts every layout from the same weights and window order).
 """
 
 from __future__ import annotations
@@ -143,7 +145,8 @@ def collect(out: Path, seeds: int) -> pd.DataFrame:
     """One line per (layout, row) scored so far: each seed's validation mean F1 at thresholds
     tuned on val (f1_seed<k>), their mean and standard deviation (ddof 1), the mean of the honest
     F1 (thresholds from the other half of val's tracks), the mean as a fraction of fp16's mean,
-    and the difference to fp16's mean with its standard error (from both seed spreads)."""
+    the difference to fp16's mean with its standard error from both seed spreads (se_diff) and
+    that of the per-seed differences (se_paired)."""
     lines = []
     for name, kind, _ in LAYOUTS:
         patch = next((out / f"{name}.zarr").glob("tracks/*/visual/dinov2/patch/zarr.json"), None)
@@ -187,7 +190,19 @@ def collect(out: Path, seeds: int) -> pd.DataFrame:
         table["sd"] ** 2 / table["n_seeds"]
         + (table["row"].map(ref["sd"]) ** 2 / table["row"].map(ref["n_seeds"]))
     ) ** 0.5
+    table["se_paired"] = [
+        paired_se(r, ref.loc[r["row"]], seed_cols) if r["row"] in ref.index else math.nan
+        for _, r in table.iterrows()
+    ]
     return table
+
+
+def paired_se(line: pd.Series, fp16: pd.Series, seed_cols: list[str]) -> float:
+    """Standard error of the mean per-seed difference to fp16, over the seeds both scored: a
+    seed starts every layout from the same weights and window order, so the per-seed difference
+    removes the spread the seeds share."""
+    diffs = (line[seed_cols] - fp16[seed_cols]).dropna().astype(float)
+    return float(diffs.std(ddof=1) / math.sqrt(len(diffs))) if len(diffs) > 1 else math.nan
 
 
 def verdict(table: pd.DataFrame, keep: float = KEEP) -> str:
@@ -212,8 +227,12 @@ def verdict(table: pd.DataFrame, keep: float = KEEP) -> str:
             if math.isnan(r["se_diff"]):
                 noise = "one seed, no spread"
             else:
-                side = "beyond" if abs(r["diff"]) > 2 * r["se_diff"] else "within"
-                noise = f"se {r['se_diff']:.4f}: {side} 2 se"
+                noise = ", ".join(
+                    f"{kind} se {r[col]:.4f}: "
+                    f"{'beyond' if abs(r['diff']) > 2 * r[col] else 'within'} 2 se"
+                    for kind, col in (("pooled", "se_diff"), ("paired", "se_paired"))
+                    if not math.isnan(r[col])
+                )
             gaps.append(f"{row} {r['of_fp16']:.3f} of fp16 (diff {r['diff']:+.4f}, {noise})")
         complete = all(row in part.index for row in rows)
         keeps = complete and bool((part["of_fp16"] >= keep).all())

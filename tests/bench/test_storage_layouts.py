@@ -57,6 +57,7 @@ def test_collect_means_spread_and_fraction_of_fp16(scored):
     assert pool8["of_fp16"] == pytest.approx(0.41 / 0.42)
     assert pool8["diff"] == pytest.approx(-0.01)
     assert pool8["se_diff"] == pytest.approx((0.01**2 / 3 + 0.02**2 / 3) ** 0.5)
+    assert pool8["se_paired"] == pytest.approx(0.01 / 3**0.5)  # diffs 0, -0.01, -0.02
     pool4 = table.loc[("int8-pool4", "+HGA")]
     assert pool4["n_seeds"] == 2 and pool4["mean"] == pytest.approx(0.40)
     assert pool4["f1_seed2"] != pool4["f1_seed2"]  # NaN: not scored
@@ -73,7 +74,9 @@ def test_verdict_names_the_smallest_layout_keeping_98_percent_on_every_row(score
     # int8-pool4 keeps 0.952 on +HGA, int8-pool8 0.976: the full int8 grid is the smallest
     assert text.splitlines()[0].endswith(": int8")
     assert "int8-pool8: does not keep" in text and "int8: keeps" in text
-    assert "+AG-SSM 1.200 of fp16 (diff +0.1000, se 0.0000: beyond 2 se)" in text
+    assert "+AG-SSM 1.200 of fp16 (diff +0.1000, pooled se 0.0000: beyond 2 se" in text
+    hga = "+HGA 0.976 of fp16 (diff -0.0100, pooled se 0.0129: within 2 se, paired se 0.0058:"
+    assert hga + " within 2 se)" in text
     lenient = sl.verdict(table, keep=0.95)
     assert lenient.splitlines()[0].endswith(": int8-pool4")
 
