@@ -194,6 +194,7 @@ def collect(out: Path, seeds: int) -> pd.DataFrame:
         paired_se(r, ref.loc[r["row"]], seed_cols) if r["row"] in ref.index else math.nan
         for _, r in table.iterrows()
     ]
+    table.loc[table["layout"] == "fp16", ["se_diff", "se_paired"]] = math.nan  # itself
     return table
 
 

@@ -52,6 +52,7 @@ def test_collect_means_spread_and_fraction_of_fp16(scored):
     assert fp16["mean"] == pytest.approx(0.42) and fp16["sd"] == pytest.approx(0.02)
     assert fp16["honest_mean"] == pytest.approx(0.32)
     assert fp16["of_fp16"] == pytest.approx(1.0) and fp16["diff"] == pytest.approx(0.0)
+    assert fp16[["se_diff", "se_paired"]].isna().all()
     pool8 = table.loc[("int8-pool8", "+HGA")]
     assert [pool8[f"f1_seed{k}"] for k in range(3)] == [0.40, 0.41, 0.42]
     assert pool8["of_fp16"] == pytest.approx(0.41 / 0.42)
